@@ -1,0 +1,352 @@
+"""The plugin host: discovers plugins through entry points, validates what they register, and
+keeps the registry of specs. This is the only module that calls pluggy's untyped hook API.
+
+Loading is lazy and happens once per host. Environment switches:
+
+- ``LEPTON_PLUGINS=a,b``: load only these distributions (empty: none but the built-ins);
+- ``LEPTON_DISABLE_PLUGINS=a,b``: skip these distributions;
+- ``LEPTON_STRICT_PLUGINS=1``: a broken plugin is an error instead of a report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata as md
+import os
+import re
+import threading
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pluggy
+
+from lepton_platform import hookspecs
+from lepton_platform._version import __version__
+from lepton_platform.errors import PluginError, UnknownNameError, did_you_mean
+from lepton_platform.specs import KINDS, SPEC_TYPES, Provider, Spec
+
+CORE_DISTRIBUTION = "lepton-platform"
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+Status = Literal["ok", "error", "broken"]
+
+
+def canonical(name: str) -> str:
+    """Distribution names compare as PyPI does: case, '-', '_' and '.' do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _names_from_env(value: str | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {canonical(part) for part in value.split(",") if part.strip()}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class PluginInfo:
+    """What the host knows of one plugin: where it came from, what it provides, what went wrong.
+
+    ``status`` is ``ok``; ``error`` when some of its specs were refused (the rest loaded); or
+    ``broken`` when nothing of it loaded (import failed, hook contract broken).
+    """
+
+    name: str
+    distribution: str
+    version: str | None
+    module: str | None = None
+    builtin: bool = False
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    broken: bool = False
+
+    @property
+    def status(self) -> Status:
+        if self.broken:
+            return "broken"
+        return "error" if self.errors else "ok"
+
+    @property
+    def provider(self) -> Provider:
+        return Provider(distribution=self.distribution, version=self.version, plugin=self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "builtin": self.builtin,
+            "status": self.status,
+            "provides": {k: v for k, v in self.provides.items() if v},
+            "errors": list(self.errors),
+        }
+
+
+class PluginHost:
+    """A plugin manager plus the registry built from what its plugins return.
+
+    ``discover=False`` makes an isolated host that loads no entry points (the testing kit's
+    fixture uses it); the built-in plugin is always there.
+    """
+
+    def __init__(
+        self,
+        *,
+        discover: bool = True,
+        environ: Mapping[str, str] | None = None,
+        strict: bool | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.discover = discover
+        self.only = _names_from_env(env.get("LEPTON_PLUGINS"))
+        self.disabled = _names_from_env(env.get("LEPTON_DISABLE_PLUGINS")) or set()
+        self.strict = _truthy(env.get("LEPTON_STRICT_PLUGINS")) if strict is None else strict
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._plugins: dict[str, PluginInfo] = {}
+        self._objects: dict[str, object] = {}
+        self._specs: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load(self) -> PluginHost:
+        """Load the built-ins and every enabled entry point, once. Returns ``self``."""
+        with self._lock:
+            if self._loaded:
+                return self
+            from lepton_platform import _builtin
+
+            self._add(
+                _builtin,
+                PluginInfo(CORE_DISTRIBUTION, CORE_DISTRIBUTION, __version__, builtin=True,
+                           module=_builtin.__name__),
+            )
+            if self.discover:
+                self._discover()
+            self._loaded = True
+            self._collect()
+        return self
+
+    def _discover(self) -> None:
+        eps = sorted(
+            md.entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda ep: (canonical(ep.dist.name) if ep.dist else "", ep.name),
+        )
+        for ep in eps:
+            dist = ep.dist.name if ep.dist is not None else ep.name
+            version = ep.dist.version if ep.dist is not None else None
+            key = canonical(dist)
+            if key == CORE_DISTRIBUTION:
+                continue
+            if self.only is not None and key not in self.only and ep.name not in self.only:
+                continue
+            if key in self.disabled or ep.name in self.disabled:
+                continue
+            name = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
+            info = PluginInfo(name, dist, version, module=ep.value)
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                self._fail(info, f"importing {ep.value!r} failed: {_describe(exc)}")
+                continue
+            self._add(obj, info)
+
+    def _add(self, obj: object, info: PluginInfo) -> None:
+        try:
+            self._pm.register(obj, name=info.name)
+        except Exception as exc:  # pluggy refuses bad signatures and duplicate objects
+            self._fail(info, f"breaks the hook contract: {_describe(exc)}")
+            return
+        unknown = [
+            caller.name
+            for caller in self._pm.get_hookcallers(obj) or []
+            if caller.spec is None
+        ]
+        if unknown:
+            self._pm.unregister(obj)
+            hooks = sorted(hookspecs.HOOK_FOR_KIND.values())
+            reasons = [f"implements unknown hook {n!r}{did_you_mean(n, hooks)}" for n in unknown]
+            self._fail(info, "; ".join(reasons))
+            return
+        self._plugins[info.name] = info
+        self._objects[info.name] = obj
+
+    def _fail(self, info: PluginInfo, reason: str) -> None:
+        info.broken = True
+        info.errors.append(reason)
+        self._plugins[info.name] = info
+        if self.strict:
+            raise PluginError(f"plugin {info.distribution!r} ({info.name}): {reason}")
+
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginInfo:
+        """Register a plugin object (a module, a class instance) in this process.
+
+        Its specs join the registry at once; errors are reported like an installed plugin's.
+        """
+        with self._lock:
+            self.load()
+            name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+            if name in self._plugins:
+                raise PluginError(f"a plugin named {name!r} is already registered")
+            info = PluginInfo(name, distribution or name, version, module=name)
+            self._add(plugin, info)
+            self._collect()
+            return self._plugins[name]
+
+    def unregister(self, name: str) -> None:
+        """Remove an in-process plugin and its specs."""
+        with self._lock:
+            obj = self._objects.pop(name, None)
+            if obj is not None:
+                self._pm.unregister(obj)
+            self._plugins.pop(name, None)
+            self._collect()
+
+    def check_pending(self) -> None:
+        """Raise when a registered plugin implements a hook that no spec declares."""
+        self.load()
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from exc
+
+    # -- collecting specs ----------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        specs: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        problems: list[str] = []
+        impls = {
+            hook_name: {
+                impl.plugin_name: impl.function
+                for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
+            }
+            for hook_name in hookspecs.HOOK_FOR_KIND.values()
+        }
+        for info in self._plugins.values():
+            if info.broken:
+                continue
+            info.errors.clear()
+            info.provides = {}
+            for kind in KINDS:
+                hook_name = hookspecs.HOOK_FOR_KIND[kind]
+                impl = impls[hook_name].get(info.name)
+                if impl is None:
+                    continue
+                try:
+                    returned = impl()
+                except Exception as exc:
+                    info.errors.append(f"hook {hook_name} raised {_describe(exc)}")
+                    continue
+                for spec in self._validate(kind, hook_name, returned, info):
+                    taken = specs[kind].get(spec.name)
+                    if taken is not None:
+                        info.errors.append(
+                            f"{kind} {spec.name!r} is provided by both {taken.provider} "
+                            f"and {info.provider}; the one from {taken.provider} is kept. "
+                            "Rename one of them, or disable a plugin with LEPTON_DISABLE_PLUGINS"
+                        )
+                        continue
+                    specs[kind][spec.name] = dataclasses.replace(spec, provider=info.provider)
+                    info.provides.setdefault(kind, []).append(spec.name)
+            problems.extend(f"plugin {info.distribution!r}: {e}" for e in info.errors)
+        self._specs = specs
+        if problems and self.strict:
+            raise PluginError("; ".join(problems))
+
+    def _validate(
+        self, kind: str, hook_name: str, returned: object, info: PluginInfo
+    ) -> list[Spec]:
+        expected = SPEC_TYPES[kind]
+        if returned is None:
+            return []
+        if not isinstance(returned, Sequence) or isinstance(returned, str | bytes):
+            info.errors.append(
+                f"hook {hook_name} must return a list of {expected.__name__}, "
+                f"got {type(returned).__name__}"
+            )
+            return []
+        good: list[Spec] = []
+        for item in returned:
+            if not isinstance(item, expected):
+                info.errors.append(
+                    f"hook {hook_name} returned {type(item).__name__} ({item!r:.80}); "
+                    f"expected {expected.__name__}"
+                )
+                continue
+            issues = item.problems()
+            if issues:
+                info.errors.extend(f"hook {hook_name}: {issue}" for issue in issues)
+                continue
+            good.append(item)
+        return good
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin the host tried to load, built-ins first, broken ones included."""
+        self.load()
+        return list(self._plugins.values())
+
+    def specs(self, kind: str) -> dict[str, Spec]:
+        self.load()
+        if kind not in self._specs:
+            raise UnknownNameError(f"unknown spec kind {kind!r}{did_you_mean(kind, KINDS)}")
+        return dict(self._specs[kind])
+
+    def get(self, kind: str, name: str) -> Spec:
+        specs = self.specs(kind)
+        try:
+            return specs[name]
+        except KeyError:
+            hint = did_you_mean(name, specs)
+            raise UnknownNameError(f"{kind} {name!r} is not registered{hint}") from None
+
+    def list(self, kind: str, pattern: str | None = None, **filters: Any) -> list[Spec]:
+        specs = self.specs(kind)
+        return [specs[n] for n in sorted(specs) if specs[n].matches(pattern, **filters)]
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {os.path.basename(last.filename)}:{last.lineno})"
+    return text
+
+
+_host: PluginHost | None = None
+_host_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, loaded on first use."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = PluginHost()
+    return _host.load()
+
+
+def set_host(host: PluginHost | None) -> PluginHost | None:
+    """Replace the process-wide host (``None``: rediscover on next use); returns the old one."""
+    global _host
+    with _host_lock:
+        old, _host = _host, host
+    return old

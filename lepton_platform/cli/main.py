@@ -1,0 +1,50 @@
+"""The ``lepton`` command. Sub-commands come from the ``lepton_commands`` hook, the core's own
+included; this module only builds the parser and dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lepton_platform._version import __version__
+from lepton_platform.errors import LeptonError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lepton_platform.registry import list_commands
+
+    parser = argparse.ArgumentParser(
+        prog="lepton",
+        description="Lepton: move what a model learned in one domain to another.",
+    )
+    parser.add_argument("--version", action="version", version=f"lepton {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for spec in list_commands():
+        command = sub.add_parser(spec.name, help=spec.description, description=spec.description)
+        if spec.configure is not None:
+            spec.configure(command)
+        command.set_defaults(_run=spec.run, _command=spec)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "_run", None) is None:
+            parser.print_help()
+            return 2
+        code = args._run(args)
+        return 0 if code is None else int(code)
+    except LeptonError as exc:
+        print(f"lepton: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lepton: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

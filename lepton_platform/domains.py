@@ -1,0 +1,54 @@
+"""The domain contract: how a modality's sources become a ``datasets.Dataset`` in the standard
+schema that every engine reads.
+
+The standard schema: the domain's input column(s) (``image``, ``text``, ``audio``,
+``features``, ...), ``label`` (a ``ClassLabel`` for classification), and optional ``domain``
+(which source domain a row came from) and ``group`` (patient, speaker, document: no group is
+split across train, validation and test).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+    from lepton_platform.data import BadRecords
+
+__all__ = ["Domain"]
+
+
+class Domain(ABC):
+    """Reads one modality's sources. Subclass it in a plugin and return it from a
+    :class:`~lepton_platform.specs.DomainSpec` factory."""
+
+    #: Registered name (``image``, ``text``, ...).
+    name: str = ""
+    #: The input columns of the standard schema, in order (``("text", "text_pair")``).
+    input_columns: tuple[str, ...] = ()
+
+    @abstractmethod
+    def load(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source (a mapping such as ``{"path": "digits/", "format": "folder"}``)
+        into the standard schema. A ``DatasetDict`` carries the source's own splits.
+
+        Bad records go to ``bad_records.add(file, row, reason)``, which raises a
+        :class:`~lepton_platform.errors.DataError` naming them unless the user asked to skip.
+        """
+
+    @abstractmethod
+    def from_inputs(self, inputs: Sequence[Any]) -> datasets.Dataset:
+        """Raw inputs for prediction (paths, strings, arrays) as a dataset with the input
+        columns only; an input of another modality raises a ``DataError`` naming it."""
+
+    @abstractmethod
+    def example_dataset(
+        self, num_examples: int, label_names: Sequence[str], seed: int = 0
+    ) -> datasets.Dataset:
+        """A small synthetic dataset in the standard schema, for tests and the conformance
+        suite (it need not be learnable)."""
