@@ -1,0 +1,50 @@
+"""Accuracy: the fraction of examples whose predicted label equals the reference.
+
+For multi-label 0/1 vectors it is subset accuracy (every label of an example right).
+Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
+"""
+
+import datasets
+import evaluate
+from sklearn.metrics import accuracy_score
+
+_DESCRIPTION = "Fraction of examples predicted exactly right (subset accuracy for multi-label)."
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: predicted label indices (int), or 0/1 vectors for multi-label.
+    references: true label indices (int), or 0/1 vectors for multi-label.
+    sample_weight: optional weight per example.
+Returns:
+    accuracy: float in [0, 1].
+Example:
+    >>> metric = evaluate.load("lepton_platform/metrics/accuracy")
+    >>> metric.compute(predictions=[0, 1, 1], references=[0, 1, 0])
+    {'accuracy': 0.6666666666666666}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Accuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=[
+                datasets.Features(
+                    {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+                ),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Sequence(datasets.Value("int64")),
+                        "references": datasets.Sequence(datasets.Value("int64")),
+                    }
+                ),
+            ],
+            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
+        )
+
+    def _compute(self, predictions, references, sample_weight=None, num_labels=None):
+        score = accuracy_score(references, predictions, sample_weight=sample_weight)
+        return {"accuracy": float(score)}

@@ -1,0 +1,68 @@
+"""The hooks of the image plugin. Light: nothing heavy is imported until a factory is called."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton_platform import BackboneSpec, DomainSpec, hookimpl
+
+#: Registered architectures: name -> (family, description).
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "resnet18": ("resnet", "ResNet-18 (torchvision), 512 features"),
+    "resnet34": ("resnet", "ResNet-34 (torchvision), 512 features"),
+    "resnet50": ("resnet", "ResNet-50 (torchvision), 2048 features"),
+    "resnet101": ("resnet", "ResNet-101 (torchvision), 2048 features"),
+    "resnet152": ("resnet", "ResNet-152 (torchvision), 2048 features"),
+    "resnext50_32x4d": ("resnext", "ResNeXt-50 32x4d (torchvision), 2048 features"),
+    "resnext101_32x8d": ("resnext", "ResNeXt-101 32x8d (torchvision), 2048 features"),
+    "wide_resnet50_2": ("wide-resnet", "Wide ResNet-50-2 (torchvision), 2048 features"),
+    "wide_resnet101_2": ("wide-resnet", "Wide ResNet-101-2 (torchvision), 2048 features"),
+}
+
+#: Options that build a tiny CPU-fast version of each architecture (same depth, narrow).
+_TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8}
+_TINY_GROUPED: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 16}
+
+
+def _make_domain(**options: Any) -> Any:
+    from lepton_image.domain import ImageDomain
+
+    return ImageDomain(**options)
+
+
+def _backbone_factory(arch: str) -> Any:
+    def factory(pretrained: Any = None, **options: Any) -> Any:
+        from lepton_image.backbones import ResNetBackbone
+
+        return ResNetBackbone(arch, pretrained=pretrained, **options)
+
+    factory.__name__ = f"create_{arch}"
+    factory.__doc__ = f"Build {arch}: ``pretrained`` is a torchvision weights name, a file or folder."
+    return factory
+
+
+@hookimpl
+def lepton_domains() -> list[DomainSpec]:
+    return [
+        DomainSpec(
+            name="image",
+            modality="image",
+            factory=_make_domain,
+            description="Images from class folders, CSV/JSON lists, saved datasets or arrays",
+        )
+    ]
+
+
+@hookimpl
+def lepton_backbones() -> list[BackboneSpec]:
+    return [
+        BackboneSpec(
+            name=arch,
+            domain="image",
+            family=family,
+            description=description,
+            factory=_backbone_factory(arch),
+            tiny_options=_TINY_GROUPED if family == "resnext" else _TINY,
+        )
+        for arch, (family, description) in ARCHITECTURES.items()
+    ]
