@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,7 +61,7 @@ def iterate_batches(
     for start in tqdm(
         range(0, len(dataset), batch_size), desc=desc, disable=not progress, leave=False
     ):
-        rows = dataset[start:start + batch_size]
+        rows = dataset[start : start + batch_size]
         examples = [{c: rows[c][i] for c in columns} for i in range(len(rows[columns[0]]))]
         batch = preprocessor.collate(examples)
         yield {k: v.to(device) for k, v in batch.items()} if device is not None else batch

@@ -123,8 +123,9 @@ class FreezeUnfreeze(_LayerDecayMixin, Strategy):
 
     def __init__(self, unfreeze_epoch: int = 1, layer_decay: float = 1.0) -> None:
         if int(unfreeze_epoch) < 1:
-            raise ConfigError(f"strategy 'freeze-unfreeze': unfreeze_epoch must be >= 1, got "
-                              f"{unfreeze_epoch}")
+            raise ConfigError(
+                f"strategy 'freeze-unfreeze': unfreeze_epoch must be >= 1, got {unfreeze_epoch}"
+            )
         self.unfreeze_epoch = int(unfreeze_epoch)
         self._init_decay(layer_decay)
 
@@ -186,8 +187,9 @@ class UnfreezeMilestones(_LayerDecayMixin, Strategy):
         set_requires_grad(model.backbone.parameters(), False)
         schedule: dict[int, list[nn.Parameter]] = {}
         for index, epoch in enumerate(self.milestones):
-            chosen = groups[index * self.groups_per_milestone:
-                            (index + 1) * self.groups_per_milestone]
+            chosen = groups[
+                index * self.groups_per_milestone : (index + 1) * self.groups_per_milestone
+            ]
             schedule[epoch] = [p for g in chosen for p in g.parameters()]
         callbacks = [_Unfreeze(schedule), KeepFrozenBatchNormInEval()]
         trainer = job.trainer(param_groups=param_groups, callbacks=callbacks)

@@ -112,8 +112,9 @@ class LinearProbe(Strategy):
 
     def __init__(self, solver: str = "lbfgs", l2: float | None = None, max_iter: int = 200) -> None:
         if solver not in SOLVERS:
-            raise ConfigError(f"strategy 'linear-probe': solver must be one of {SOLVERS}, "
-                              f"got {solver!r}")
+            raise ConfigError(
+                f"strategy 'linear-probe': solver must be one of {SOLVERS}, got {solver!r}"
+            )
         self.solver = solver
         self.l2 = None if l2 is None else check_range(self.name, "l2", l2, 0.0, 1e3)
         if int(max_iter) < 1:
@@ -130,14 +131,22 @@ class LinearProbe(Strategy):
         batch = job.config.eval_batch_size or job.config.batch_size
         progress = job.config.progress
         x_train, y_train = extract_features(
-            model.backbone, job.train, job.preprocessor, batch_size=batch, progress=progress,
+            model.backbone,
+            job.train,
+            job.preprocessor,
+            batch_size=batch,
+            progress=progress,
             desc="features (train)",
         )
         x_val = y_val = None
         if job.validation is not None:
             x_val, y_val = extract_features(
-                model.backbone, job.validation, job.preprocessor, batch_size=batch,
-                progress=progress, desc="features (validation)",
+                model.backbone,
+                job.validation,
+                job.preprocessor,
+                batch_size=batch,
+                progress=progress,
+                desc="features (validation)",
             )
         if y_train is None:
             raise ConfigError("strategy 'linear-probe' needs labels in the training split")
@@ -167,8 +176,9 @@ class LinearProbe(Strategy):
             loss = _fit_lbfgs(head, job.task, xt, yt, l2, self.max_iter)
             if x_val is not None and y_val is not None:
                 with torch.no_grad():
-                    val_loss = float(job.task.loss(head(torch.as_tensor(x_val)),
-                                                   torch.as_tensor(y_val)))
+                    val_loss = float(
+                        job.task.loss(head(torch.as_tensor(x_val)), torch.as_tensor(y_val))
+                    )
                 score = -val_loss
             else:
                 score = -loss
