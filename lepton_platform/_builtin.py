@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lepton_platform.hookspecs import hookimpl
-from lepton_platform.specs import CommandSpec, StrategySpec, TaskSpec
+from lepton_platform.specs import CommandSpec, MetricSpec, StrategySpec, TaskSpec
 
 
 def _classification(label_names: Any, **options: Any) -> Any:
@@ -39,7 +39,7 @@ def lepton_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def lepton_commands() -> list[CommandSpec]:
-    from lepton_platform.cli import plugins_cmd
+    from lepton_platform.cli import commands, plugins_cmd
 
     return [
         CommandSpec(
@@ -47,6 +47,10 @@ def lepton_commands() -> list[CommandSpec]:
             description="List installed plugins, what they provide, and broken ones",
             configure=plugins_cmd.configure,
             run=plugins_cmd.run,
+        ),
+        *(
+            CommandSpec(name=name, description=description, configure=configure, run=run)
+            for name, description, configure, run in commands.COMMANDS
         ),
     ]
 
@@ -114,6 +118,7 @@ def lepton_strategies() -> list[StrategySpec]:
             parameters={
                 "milestones": "epochs at which the next groups start training",
                 "groups_per_milestone": "layer groups unfrozen at each milestone",
+                "groups": "layer group names in unfreezing order (default: from the output)",
                 "layer_decay": _LAYER_DECAY,
             },
         ),
@@ -140,8 +145,7 @@ def lepton_strategies() -> list[StrategySpec]:
         StrategySpec(
             name="wise-ft",
             factory=_strategy("regularized", "WiSEFT"),
-            description="Interpolate pretrained and fine-tuned weights; alpha chosen on "
-            "validation",
+            description="Interpolate pretrained and fine-tuned weights; alpha chosen on validation",
             paper="Wortsman et al. 2022",
             parameters={
                 "alphas": "interpolation weights to sweep, each in [0, 1]",
@@ -154,5 +158,102 @@ def lepton_strategies() -> list[StrategySpec]:
             description="Re-estimate batch-norm statistics on target-domain data",
             paper="Li et al. 2016",
             parameters={"train_head": "fit the head by a linear probe after adapting"},
+        ),
+    ]
+
+
+# -- metrics: evaluate modules shipped in lepton_platform/metrics, loaded by path -------------
+
+
+def _metric_factory(module: str, config_name: str | None = None) -> Any:
+    """A factory that loads one shipped ``evaluate`` module (imported only when called)."""
+
+    def load() -> Any:
+        from lepton_platform.metrics import load_module
+
+        return load_module(module, config_name)
+
+    load.__name__ = f"load_{module}" + (f"_{config_name}" if config_name else "")
+    return load
+
+
+def _metric(
+    name: str,
+    module: str,
+    description: str,
+    *,
+    config_name: str | None = None,
+    headline: str,
+    multi_label: bool = True,
+    needs_scores: bool = False,
+) -> MetricSpec:
+    return MetricSpec(
+        name=name,
+        factory=_metric_factory(module, config_name),
+        description=description,
+        needs_scores=needs_scores,
+        # headline: the result key a single number is read from (monitoring, bootstrap);
+        # num_labels: compute() accepts the label-space size; multi_label: supports 0/1 vectors.
+        metadata={"headline": headline, "num_labels": True, "multi_label": multi_label},
+    )
+
+
+@hookimpl
+def lepton_metrics() -> list[MetricSpec]:
+    return [
+        _metric(
+            "accuracy",
+            "accuracy",
+            "Accuracy (subset accuracy for multi-label)",
+            headline="accuracy",
+        ),
+        _metric(
+            "precision",
+            "classwise",
+            "Precision: macro, micro, weighted and per class",
+            config_name="precision",
+            headline="precision",
+        ),
+        _metric(
+            "recall",
+            "classwise",
+            "Recall: macro, micro, weighted and per class",
+            config_name="recall",
+            headline="recall",
+        ),
+        _metric(
+            "f1",
+            "classwise",
+            "F1: macro, micro, weighted and per class",
+            config_name="f1",
+            headline="f1",
+        ),
+        _metric(
+            "confusion-matrix",
+            "confusion_matrix",
+            "Confusion matrix (rows: true labels)",
+            headline="confusion_matrix",
+        ),
+        _metric(
+            "balanced-accuracy",
+            "balanced_accuracy",
+            "Mean recall over classes",
+            headline="balanced_accuracy",
+            multi_label=False,
+        ),
+        _metric(
+            "top-k-accuracy",
+            "top_k_accuracy",
+            "True label among the k best scores",
+            headline="top_k_accuracy",
+            multi_label=False,
+            needs_scores=True,
+        ),
+        _metric(
+            "auroc",
+            "auroc",
+            "Area under the ROC curve (binary, one-vs-rest, multi-label)",
+            headline="auroc",
+            needs_scores=True,
         ),
     ]

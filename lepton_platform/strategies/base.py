@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class TransferJob:
     backbone_key: str = ""
     unlabelled_target: datasets.Dataset | None = None
     metrics: Sequence[str] | None = None
+    #: Continue every training stage from its newest checkpoint under ``output_dir``.
+    resume: bool = False
 
     def trainer(
         self,
@@ -62,7 +65,7 @@ class TransferJob:
         from lepton_platform.engine.finetune import Trainer
 
         output = self.output_dir / stage if (self.output_dir and stage) else self.output_dir
-        return Trainer(
+        trainer = Trainer(
             model or self.model,
             self.task,
             config or self.config,
@@ -71,6 +74,9 @@ class TransferJob:
             regularizer=regularizer,
             callbacks=tuple(callbacks),
         )
+        if self.resume and output is not None:
+            trainer.fit = functools.partial(trainer.fit, resume=True)  # type: ignore[method-assign]
+        return trainer
 
     def with_config(self, **changes: Any) -> TrainConfig:
         """A copy of the training configuration with some fields changed."""

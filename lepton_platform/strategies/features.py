@@ -36,9 +36,9 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def features_cache_dir() -> Path:
-    from lepton_platform.data import cache_root
+    from lepton_platform.data.prepare import cache_dir
 
-    return cache_root() / "features"
+    return cache_dir() / "features"
 
 
 def iterate_batches(
@@ -81,7 +81,7 @@ def extract_features(
 
     The backbone runs in evaluation mode without augmentation; the result is cached.
     """
-    from lepton_platform.data import data_fingerprint
+    from lepton_platform.data.prepare import data_fingerprint
 
     key = hashlib.sha256(
         "|".join(

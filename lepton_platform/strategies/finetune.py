@@ -18,12 +18,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lepton_platform.errors import ConfigError
-from lepton_platform.models import TransferModel
+from lepton_platform.models import LayerGroup, TransferModel
 from lepton_platform.strategies.base import (
     Strategy,
     TransferJob,
     TransferOutcome,
     check_range,
+    groups_by_name,
     layerwise_param_groups,
     set_requires_grad,
 )
@@ -39,7 +40,7 @@ class KeepFrozenBatchNormInEval(Callback):
     their running statistics stay those of the pretrained weights."""
 
     def _apply(self, trainer: Trainer) -> None:
-        model = trainer.unwrapped_model
+        model = trainer.model
         for module in model.backbone.modules():
             if isinstance(module, _BatchNorm) and not any(
                 p.requires_grad for p in module.parameters(recurse=False)
@@ -111,7 +112,7 @@ class _Unfreeze(Callback):
         params = self.schedule.get(epoch)
         if params:
             set_requires_grad(params, True)
-            trainer.set_trainable()
+            trainer.set_trainable(lambda name, param: param.requires_grad)
 
 
 class FreezeUnfreeze(_LayerDecayMixin, Strategy):
@@ -160,6 +161,7 @@ class UnfreezeMilestones(_LayerDecayMixin, Strategy):
         self,
         milestones: Sequence[int] = (1, 2),
         groups_per_milestone: int = 1,
+        groups: Sequence[str] | None = None,
         layer_decay: float = 1.0,
     ) -> None:
         steps = [int(m) for m in milestones]
@@ -172,7 +174,18 @@ class UnfreezeMilestones(_LayerDecayMixin, Strategy):
             raise ConfigError("strategy 'unfreeze-milestones': groups_per_milestone must be >= 1")
         self.milestones = steps
         self.groups_per_milestone = int(groups_per_milestone)
+        self.groups = None if groups is None else [str(g) for g in groups]
         self._init_decay(layer_decay)
+
+    def check(self, model: TransferModel, *, pretrained: bool) -> None:
+        super().check(model, pretrained=pretrained)
+        self._order(model)
+
+    def _order(self, model: TransferModel) -> list[LayerGroup]:
+        """The groups in unfreezing order: ``groups`` as given, else from the output side."""
+        if self.groups is not None:
+            return groups_by_name(model, self.groups, self.name)
+        return list(reversed(model.backbone.layer_groups()))
 
     def run(self, job: TransferJob) -> TransferOutcome:
         if self.milestones[-1] >= job.config.epochs:
@@ -181,7 +194,7 @@ class UnfreezeMilestones(_LayerDecayMixin, Strategy):
                 f"last epoch ({job.config.epochs} epochs, numbered from 0)"
             )
         model: TransferModel = job.model
-        groups = list(reversed(model.backbone.layer_groups()))  # output side first
+        groups = self._order(model)
         set_requires_grad(model.parameters(), True)
         param_groups = self.param_groups(job)
         set_requires_grad(model.backbone.parameters(), False)
@@ -205,5 +218,6 @@ class UnfreezeMilestones(_LayerDecayMixin, Strategy):
         return {
             "milestones": self.milestones,
             "groups_per_milestone": self.groups_per_milestone,
+            "groups": self.groups,
             "layer_decay": self.layer_decay,
         }

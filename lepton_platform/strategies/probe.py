@@ -95,7 +95,7 @@ def _fit_lbfgs(
 
     final = optimizer.step(closure)
     head.eval()
-    return float(final)
+    return float(final.detach())
 
 
 class LinearProbe(Strategy):

@@ -133,25 +133,64 @@ class WiSEFT(Strategy):
 
 
 def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int:
-    """Re-estimate every batch-norm layer's statistics on ``dataset`` (labels unused):
-    running averages reset, then a cumulative average over one pass in training mode."""
+    """Re-estimate every batch-norm layer's statistics on ``dataset`` (labels unused).
+
+    One pass in training mode (each layer normalises with its batch's statistics, as it did
+    when the statistics were first estimated) while forward hooks accumulate, per layer, the
+    sum and the sum of squares of its inputs over every example; the running mean and the
+    unbiased running variance are then set to those population values, each example weighing
+    the same whatever the batch sizes.
+    """
     from lepton_platform.strategies.features import iterate_batches
 
     layers = model.backbone.batchnorm_layers()
-    saved = [(layer, layer.momentum) for layer in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative moving average over the pass
+    sums: dict[int, list[torch.Tensor | int]] = {}
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach().double()
+        dims = [d for d in range(x.ndim) if d != 1]
+        count = x.numel() // x.shape[1]
+        acc = sums.setdefault(
+            id(module),
+            [
+                torch.zeros(x.shape[1], dtype=torch.float64),
+                torch.zeros(x.shape[1], dtype=torch.float64),
+                0,
+            ],
+        )
+        acc[0] = acc[0] + x.sum(dims).cpu()  # type: ignore[operator]
+        acc[1] = acc[1] + x.pow(2).sum(dims).cpu()  # type: ignore[operator]
+        acc[2] = int(acc[2]) + count
+
+    handles = [layer.register_forward_pre_hook(hook) for layer in layers]
     model.train()
     seen = 0
     batch_size = job.config.eval_batch_size or job.config.batch_size
-    with torch.no_grad():
-        for batch in iterate_batches(dataset, job.preprocessor, batch_size, progress=False):
-            model.backbone(**batch)
-            seen += next(iter(batch.values())).shape[0]
-    for layer, momentum in saved:
-        layer.momentum = momentum
-    model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    try:
+        with torch.no_grad():
+            for batch in iterate_batches(
+                dataset, job.preprocessor, batch_size, False, device=device
+            ):
+                model.backbone(**batch)
+                seen += next(iter(batch.values())).shape[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.eval()
+    if seen == 0:
+        raise ConfigError("adabn: the target data are empty")
+    for layer in layers:
+        total, squares, count = sums[id(layer)]
+        assert isinstance(total, torch.Tensor) and isinstance(squares, torch.Tensor)
+        n = int(count)
+        mean = total / n
+        var = (squares / n - mean.pow(2)).clamp_min(0) * (n / max(n - 1, 1))
+        assert layer.running_mean is not None and layer.running_var is not None
+        layer.running_mean.copy_(mean.to(layer.running_mean))
+        layer.running_var.copy_(var.to(layer.running_var))
+        if layer.num_batches_tracked is not None:
+            layer.num_batches_tracked.zero_()
     return seen
 
 

@@ -1,0 +1,86 @@
+"""A tiny backbone with batch-norm and two layer groups, and separable data, for the strategy
+tests. Real torch modules and real ``datasets``; small enough to train in a second."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch import nn
+
+from lepton_platform.models import Backbone, LayerGroup, Preprocessor, TransferModel
+from lepton_platform.tasks import ClassificationTask
+
+
+class VectorPreprocessor(Preprocessor):
+    input_columns = ("features",)
+    output_columns = ("features",)
+
+    def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {"features": batch["features"]}
+
+    def collate(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        return {
+            "features": torch.tensor(
+                np.stack([e["features"] for e in examples]), dtype=torch.float32
+            )
+        }
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "vector"}
+
+
+class TwoLayerBN(Backbone):
+    """Linear-BN-ReLU twice: groups ``block1`` (input side) and ``block2``."""
+
+    def __init__(self, num_features: int = 4, hidden: int = 16, batchnorm: bool = True) -> None:
+        super().__init__()
+        norm: type[nn.Module] = nn.BatchNorm1d if batchnorm else nn.Identity
+        self.block1 = nn.Sequential(nn.Linear(num_features, hidden), norm(hidden), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Linear(hidden, hidden), norm(hidden), nn.ReLU())
+        self.feature_dim = hidden
+        self.calls = 0
+        self.options = {"num_features": num_features, "hidden": hidden, "batchnorm": batchnorm}
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.block2(self.block1(inputs["features"]))
+
+    def layer_groups(self) -> list[LayerGroup]:
+        return [LayerGroup("block1", (self.block1,)), LayerGroup("block2", (self.block2,))]
+
+    def preprocessor(self) -> Preprocessor:
+        return VectorPreprocessor()
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        return {"features": torch.randn(batch_size, self.options["num_features"])}
+
+
+def blobs(n: int, seed: int, shift: float = 0.0, num_features: int = 4) -> datasets.Dataset:
+    """Three Gaussian blobs (well separated), optionally shifted (a second domain)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[3, 0, 0, 0], [0, 3, 0, 0], [0, 0, 3, 0]], dtype=np.float32)
+    labels = rng.integers(0, 3, size=n)
+    x = centres[labels][:, :num_features] + rng.normal(0, 0.7, (n, num_features)) + shift
+    features = datasets.Features(
+        {
+            "features": datasets.Sequence(datasets.Value("float32")),
+            "label": datasets.ClassLabel(names=["a", "b", "c"]),
+        }
+    )
+    return datasets.Dataset.from_dict(
+        {"features": x.astype(np.float32).tolist(), "label": labels.tolist()}, features=features
+    )
+
+
+def tiny_model(seed: int = 0, batchnorm: bool = True) -> tuple[TransferModel, ClassificationTask]:
+    torch.manual_seed(seed)
+    task = ClassificationTask(["a", "b", "c"])
+    backbone = TwoLayerBN(batchnorm=batchnorm)
+    return TransferModel(backbone, task.build_head(backbone.feature_dim)), task
