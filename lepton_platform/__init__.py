@@ -50,9 +50,39 @@ from lepton_platform.specs import (
     TaskSpec,
 )
 
+#: Heavy parts of the public API, imported on first use (``lepton_platform.transfer`` ...).
+_LAZY = {
+    "transfer": ("lepton_platform.transfer", "transfer"),
+    "TransferResult": ("lepton_platform.transfer", "TransferResult"),
+    "compare": ("lepton_platform.compare", "compare"),
+    "Comparison": ("lepton_platform.compare", "Comparison"),
+    "load": ("lepton_platform.artifacts", "load"),
+    "save_model": ("lepton_platform.artifacts", "save_model"),
+    "TrainConfig": ("lepton_platform.engine.finetune", "TrainConfig"),
+    "Trainer": ("lepton_platform.engine.finetune", "Trainer"),
+    "load_data": ("lepton_platform.data", "load_data"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lepton_platform' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "ArtifactError",
     "BackboneSpec",
+    "Comparison",
     "CommandSpec",
     "ConfigError",
     "DataError",
@@ -66,9 +96,13 @@ __all__ = [
     "SpecError",
     "StrategySpec",
     "TaskSpec",
+    "TrainConfig",
+    "Trainer",
     "TrainingError",
+    "TransferResult",
     "UnknownNameError",
     "__version__",
+    "compare",
     "create_backbone",
     "create_domain",
     "create_metric",
@@ -88,7 +122,11 @@ __all__ = [
     "list_plugins",
     "list_strategies",
     "list_tasks",
+    "load",
+    "load_data",
     "register_plugin",
+    "save_model",
     "set_host",
+    "transfer",
     "unregister_plugin",
 ]

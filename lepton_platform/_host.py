@@ -41,7 +41,7 @@ def canonical(name: str) -> str:
 def _names_from_env(value: str | None) -> set[str] | None:
     if value is None:
         return None
-    return {canonical(part) for part in value.split(",") if part.strip()}
+    return {canonical(part.strip()) for part in value.split(",") if part.strip()}
 
 
 def _truthy(value: str | None) -> bool:
@@ -124,16 +124,34 @@ class PluginHost:
                 return self
             from lepton_platform import _builtin
 
-            self._add(
-                _builtin,
-                PluginInfo(CORE_DISTRIBUTION, CORE_DISTRIBUTION, __version__, builtin=True,
-                           module=_builtin.__name__),
-            )
-            if self.discover:
-                self._discover()
+            try:
+                self._add(
+                    _builtin,
+                    PluginInfo(
+                        CORE_DISTRIBUTION,
+                        CORE_DISTRIBUTION,
+                        __version__,
+                        builtin=True,
+                        module=_builtin.__name__,
+                    ),
+                )
+                if self.discover:
+                    self._discover()
+                self._collect()
+            except BaseException:
+                # Strict mode (or an interrupt) stopped the load half-way: start clean, so the
+                # next call loads again and fails the same way instead of half-loaded.
+                self._reset()
+                raise
             self._loaded = True
-            self._collect()
         return self
+
+    def _reset(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._plugins = {}
+        self._objects = {}
+        self._specs = {kind: {} for kind in KINDS}
 
     def _discover(self) -> None:
         eps = sorted(
@@ -146,29 +164,52 @@ class PluginHost:
             key = canonical(dist)
             if key == CORE_DISTRIBUTION:
                 continue
-            if self.only is not None and key not in self.only and ep.name not in self.only:
+            ep_key = canonical(ep.name)
+            if self.only is not None and key not in self.only and ep_key not in self.only:
                 continue
-            if key in self.disabled or ep.name in self.disabled:
+            if key in self.disabled or ep_key in self.disabled:
                 continue
             name = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
             info = PluginInfo(name, dist, version, module=ep.value)
             try:
                 obj = ep.load()
             except Exception as exc:
-                self._fail(info, f"importing {ep.value!r} failed: {_describe(exc)}")
+                reason = f"importing {ep.value!r} failed: {_describe(exc)}"
+                module = ep.value.split(":")[0].strip()
+                if (
+                    isinstance(exc, ModuleNotFoundError)
+                    and exc.name
+                    and (module == exc.name or module.startswith(exc.name + "."))
+                ):
+                    reason += (
+                        f"; the entry point '{ep.name} = {ep.value}' names a module that is not "
+                        f"installed: fix the entry point in {dist}'s pyproject.toml, or "
+                        "reinstall it"
+                    )
+                self._fail(info, reason)
                 continue
             self._add(obj, info)
 
     def _add(self, obj: object, info: PluginInfo) -> None:
+        already = self._pm.get_name(obj)
+        if already is not None:
+            self._fail(
+                info,
+                f"{info.module or obj!r} is already registered as plugin {already!r}; remove the "
+                "second entry point (or registration) that names the same module",
+            )
+            return
         try:
             self._pm.register(obj, name=info.name)
-        except Exception as exc:  # pluggy refuses bad signatures and duplicate objects
-            self._fail(info, f"breaks the hook contract: {_describe(exc)}")
+        except pluggy.PluginValidationError as exc:  # a hook whose arguments are not the spec's
+            message = " ".join(str(exc).split())
+            self._fail(info, f"breaks the hook contract: {message}")
+            return
+        except Exception as exc:
+            self._fail(info, f"could not be registered: {_describe(exc)}")
             return
         unknown = [
-            caller.name
-            for caller in self._pm.get_hookcallers(obj) or []
-            if caller.spec is None
+            caller.name for caller in self._pm.get_hookcallers(obj) or [] if caller.spec is None
         ]
         if unknown:
             self._pm.unregister(obj)
@@ -322,9 +363,24 @@ class PluginHost:
         return [specs[n] for n in sorted(specs) if specs[n].matches(pattern, **filters)]
 
 
+_MACHINERY = (
+    os.path.dirname(pluggy.__file__) + os.sep,
+    os.path.dirname(md.__file__) + os.sep,
+    os.path.dirname(os.path.dirname(md.__file__)) + os.sep + "importlib" + os.sep,
+)
+
+
 def _describe(exc: BaseException) -> str:
+    """``Type: message (at file.py:line)``, the place being the last frame in the plugin's own
+    code (not in importlib or pluggy), when there is one."""
     text = f"{type(exc).__name__}: {exc}"
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<frozen")
+        and not f.filename.startswith(_MACHINERY)
+        and os.path.abspath(f.filename) != os.path.abspath(__file__)
+    ]
     if frames:
         last = frames[-1]
         text += f" (at {os.path.basename(last.filename)}:{last.lineno})"

@@ -165,6 +165,10 @@ def compare(
     """Run each strategy (a name, or ``(name, params)``) for every seed on the same data and
     splits, with the baselines, and return the :class:`Comparison`.
 
+    ``data`` is a data bundle or sources as for :func:`~lepton_platform.transfer`, or a
+    function of the seed returning one (each seed draws its own labelled sample; every
+    strategy sees the same one for a given seed).
+
     ``transfer_kwargs`` are those of :func:`lepton_platform.transfer` (domain, data, backbone,
     pretrained, train, split, ...); ``train["seed"]`` is replaced by each seed in turn.
     """
@@ -189,16 +193,16 @@ def compare(
     domain = transfer_kwargs.pop("domain")
     domain_obj = domain if isinstance(domain, Domain) else create_domain(domain)
     data = transfer_kwargs.pop("data")
-    bundle = (
-        data
-        if isinstance(data, DataBundle)
-        else resolve_data(
-            domain_obj,
-            data,
-            transfer_kwargs.pop("split", None),
-            transfer_kwargs.pop("on_bad_record", "error"),
-        )
-    )
+    split = transfer_kwargs.pop("split", None)
+    on_bad_record = transfer_kwargs.pop("on_bad_record", "error")
+
+    def bundle_for(seed: int) -> DataBundle:
+        given = data(seed) if callable(data) else data
+        if isinstance(given, DataBundle):
+            return given
+        return resolve_data(domain_obj, given, split, on_bad_record)
+
+    shared = None if callable(data) else bundle_for(seeds[0])
     base_train = resolve_train_config(transfer_kwargs.pop("train", None))
     out = Path(output_dir) if output_dir is not None else None
     say = progress or (lambda message: None)
@@ -216,6 +220,7 @@ def compare(
 
     for seed in seeds:
         train = dataclasses.replace(base_train, seed=seed)
+        bundle = shared if shared is not None else bundle_for(seed)
         for label, _kind, strategy, params, overrides in plan:
             say(f"{label} (seed {seed})")
             kwargs = {**transfer_kwargs, **overrides}

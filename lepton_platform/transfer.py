@@ -62,13 +62,12 @@ class TransferResult:
     predictions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def headline(self, split: str = "test") -> float | None:
-        """The first default metric of the task on ``split`` (``None`` when not evaluated)."""
+        """The task's first default metric on ``split`` (``None`` when not evaluated)."""
+        from lepton_platform.engine.evaluate import headline_key
+
         values = self.metrics.get(split) or {}
-        for name in self.task.default_metrics:
-            key = name.replace("-", "_")
-            if key in values:
-                return float(values[key])
-        return None
+        key = headline_key(self.task.default_metrics[0]) if self.task.default_metrics else ""
+        return float(values[key]) if key in values else None
 
 
 def resolve_train_config(train: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
@@ -136,8 +135,11 @@ def transfer(
     output_dir: str | Path | None = None,
     save: bool = True,
     bootstrap: int = 1000,
+    resume: bool = False,
 ) -> TransferResult:
-    """Run one transfer and return its :class:`TransferResult` (see the module docstring)."""
+    """Run one transfer and return its :class:`TransferResult` (see the module docstring).
+
+    ``resume=True`` continues a killed run from the checkpoints under ``output_dir``."""
     from lepton_platform._memory import PeakMemory
     from lepton_platform.data import prepare
     from lepton_platform.domains import Domain
@@ -197,6 +199,7 @@ def transfer(
             pretrained_state=snapshot(backbone_obj) if pretrained is not None else None,
             unlabelled_target=target,
             metrics=metrics,
+            resume=resume,
         )
         outcome = strategy_obj.run(job)
 
@@ -257,6 +260,7 @@ def transfer(
             predictions=predictions,
         )
         if out is not None:
+            out.mkdir(parents=True, exist_ok=True)  # a probe without the engine made none
             (out / "result.json").write_text(
                 json.dumps(summary_json(result), indent=2, default=str)
             )

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 import lepton_platform as lp
-from lepton_platform.engine.finetune import TrainConfig
 from lepton_platform.errors import ConfigError
 from lepton_platform.strategies import TransferJob
 from lepton_platform.strategies.base import snapshot
 from lepton_platform.strategies.regularized import interpolate
-from tests._strategy_helpers import blobs, tiny_model
+from lepton_platform.testing.tiny import blobs, tiny_job, tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -24,25 +23,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def make_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> TransferJob:
-    model, task = tiny_model(batchnorm=batchnorm)
-    settings: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": 32,
-        "lr": 0.01,
-        "seed": 0,
-        "progress": False,
-        "monitor": "accuracy",
-    }
-    settings.update(config)
-    return TransferJob(
-        model=model,
-        task=task,
-        preprocessor=model.backbone.preprocessor(),
-        train=blobs(240, seed=1),
-        validation=blobs(90, seed=2),
-        config=TrainConfig(**settings),
-        pretrained_state=snapshot(model.backbone),
-    )
+    return tiny_job(epochs=epochs, batchnorm=batchnorm, **config)
 
 
 def accuracy(job: TransferJob, model: Any = None) -> float:
@@ -219,7 +200,7 @@ def test_milestone_past_the_last_epoch_is_refused_before_training() -> None:
 def test_unknown_layer_group_is_refused_by_check() -> None:
     model, _ = tiny_model()
     strategy = lp.create_strategy("unfreeze-milestones", groups=["block2", "block9"])
-    with pytest.raises(ConfigError, match="block9.*do not exist.*block1"):
+    with pytest.raises(ConfigError, match=r"block9.*do not exist.*block1"):
         strategy.check(model, pretrained=True)
 
 

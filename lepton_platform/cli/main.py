@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lepton_platform._version import __version__
-from lepton_platform.errors import LeptonError
+from lepton_platform.errors import LeptonError, PluginError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lepton_platform._host import get_host
     from lepton_platform.registry import list_commands
 
     parser = argparse.ArgumentParser(
@@ -22,10 +23,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for spec in list_commands():
         command = sub.add_parser(spec.name, help=spec.description, description=spec.description)
+        run = spec.run
         if spec.configure is not None:
-            spec.configure(command)
-        command.set_defaults(_run=spec.run, _command=spec)
+            try:
+                spec.configure(command)
+            except Exception as exc:  # a plugin's broken command must not take `lepton` down
+                if get_host().strict:
+                    raise PluginError(
+                        f"command {spec.name!r} (from {spec.provider}): configure raised {exc!r}"
+                    ) from exc
+                run = _broken_command(spec.name, str(spec.provider), exc)
+        command.set_defaults(_run=run, _command=spec)
     return parser
+
+
+def _broken_command(name: str, provider: str, exc: Exception) -> Callable[[object], int]:
+    """A stand-in for a command whose ``configure`` raised: running it reports why."""
+    reason = f"command {name!r} (from {provider}) is broken: configure raised {exc!r}"
+    print(f"lepton: warning: {reason}", file=sys.stderr)
+
+    def run(args: object) -> int:
+        raise PluginError(f"{reason}; update or disable that plugin (LEPTON_DISABLE_PLUGINS)")
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

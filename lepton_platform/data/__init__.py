@@ -1,8 +1,64 @@
-"""The data layer: the standard schema, splits, preprocessing through ``datasets`` and bad
-records."""
+"""The data layer: the standard schema, splits, combining sources, preprocessing through
+``datasets`` with a cache, and bad records.
+
+Importing this package imports ``datasets`` but not torch::
+
+    >>> from lepton_platform.data import SplitConfig, load_data, prepare   # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from lepton_platform.data.combine import combine, relabel, unified_label_names
+from lepton_platform.data.loading import DATA_KEYS, DataBundle, load_data
+from lepton_platform.data.prepare import (
+    cache_dir,
+    data_fingerprint,
+    prepare,
+    prepare_splits,
+    preprocessing_key,
+)
 from lepton_platform.data.records import BadRecord, BadRecords
+from lepton_platform.data.schema import (
+    DOMAIN,
+    GROUP,
+    LABEL,
+    STANDARD_COLUMNS,
+    check_schema,
+    label_names_of,
+    standardize,
+)
+from lepton_platform.data.splits import (
+    SPLITS,
+    SplitConfig,
+    check_splits,
+    group_hash,
+    split_dataset,
+)
 
-__all__ = ["BadRecord", "BadRecords"]
+__all__ = [
+    "DATA_KEYS",
+    "DOMAIN",
+    "GROUP",
+    "LABEL",
+    "SPLITS",
+    "STANDARD_COLUMNS",
+    "BadRecord",
+    "BadRecords",
+    "DataBundle",
+    "SplitConfig",
+    "cache_dir",
+    "check_schema",
+    "check_splits",
+    "combine",
+    "data_fingerprint",
+    "group_hash",
+    "label_names_of",
+    "load_data",
+    "prepare",
+    "prepare_splits",
+    "preprocessing_key",
+    "relabel",
+    "split_dataset",
+    "standardize",
+    "unified_label_names",
+]

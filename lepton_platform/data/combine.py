@@ -93,7 +93,9 @@ def relabel(
     if len(keep) != len(ds):
         ds = ds.select(keep)
     order = ds.column_names
-    ds = ds.remove_columns(LABEL).add_column(LABEL, codes, feature=datasets.ClassLabel(names=target))
+    ds = ds.remove_columns(LABEL).add_column(
+        LABEL, codes, feature=datasets.ClassLabel(names=target)
+    )
     return ds.select_columns(order)
 
 

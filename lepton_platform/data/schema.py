@@ -189,15 +189,15 @@ def standardize(
     if len(keep) != len(ds):
         ds = ds.select(keep)
 
-    group_src = group_column if group_column is not None else (
-        GROUP if GROUP in ds.column_names else None
+    group_src = (
+        group_column if group_column is not None else (GROUP if GROUP in ds.column_names else None)
     )
     columns = [*dict.fromkeys([*input_columns, *keep_columns])]
     if group_src is not None:
         columns.append(group_src)
     if domain is None and DOMAIN in ds.column_names and DOMAIN not in columns:
         columns.append(DOMAIN)
-    ds = ds.select_columns(columns)
+    ds = ds.select_columns(list(dict.fromkeys(columns)))
     ds = ds.add_column(LABEL, codes, feature=datasets.ClassLabel(names=names))
 
     if group_src is not None:

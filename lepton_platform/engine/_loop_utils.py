@@ -176,7 +176,7 @@ def capture_rng(*, include_cuda: bool = True) -> dict[str, Any]:
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
+    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -189,9 +189,7 @@ def restore_rng(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def lr_lambda(
-    kind: str, total_steps: int, warmup_steps: int
-) -> Callable[[int], float]:
+def lr_lambda(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """The multiplier of the base learning rate after ``step`` optimiser steps."""
 
     def factor(step: int) -> float:

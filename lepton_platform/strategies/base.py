@@ -85,7 +85,7 @@ class TransferJob:
     def score(self, model: TransferModel, dataset: datasets.Dataset | None = None) -> float:
         """The monitored validation score of ``model``, oriented so that higher is better
         (``loss`` is negated)."""
-        from lepton_platform.engine.evaluate import compute_metrics
+        from lepton_platform.engine.evaluate import compute_metrics, headline_key
 
         data = self.validation if dataset is None else dataset
         if data is None:
@@ -96,12 +96,9 @@ class TransferJob:
         monitor = self.config.monitor
         if monitor == "loss":
             return -float(self.task.loss(torch.as_tensor(logits), torch.as_tensor(labels)))
-        values = compute_metrics(self.task, logits, labels, self.metrics)
-        if monitor not in values:
-            raise ConfigError(
-                f"monitor {monitor!r} is not among the computed metrics {sorted(values)}"
-            )
-        return float(values[monitor])
+        values = compute_metrics(self.task, logits, labels, [monitor])
+        score = float(values[headline_key(monitor)])
+        return -score if self.config.mode == "min" else score
 
 
 @dataclass

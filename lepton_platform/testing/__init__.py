@@ -15,5 +15,6 @@ This module imports no torch; the checks import it when they run.
 from __future__ import annotations
 
 from lepton_platform.testing.conformance import SPEC_FIXTURES, PluginConformance
+from lepton_platform.testing.distributions import FakeSite, write_distribution
 
-__all__ = ["SPEC_FIXTURES", "PluginConformance"]
+__all__ = ["SPEC_FIXTURES", "FakeSite", "PluginConformance", "write_distribution"]

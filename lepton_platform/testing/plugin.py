@@ -3,6 +3,8 @@
 - ``lepton_host``: a fresh plugin host that discovers no installed plugins (the built-ins are
   there), installed as the process-wide host for one test and restored afterwards. Register the
   plugin under test with ``lepton_host.register(module, name=...)``.
+- ``lepton_fake_site``: a folder of real (fake) installed distributions on ``sys.path``, for
+  testing discovery and broken plugins without mocks.
 - Parametrises every :class:`~lepton_platform.testing.PluginConformance` subclass over the
   specs its plugin registers, one test per spec, with the spec's name as the test id; checks of
   a kind the plugin does not provide are deselected.
@@ -13,12 +15,15 @@ heavy.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lepton_platform._host import PluginHost, set_host
 from lepton_platform.testing.conformance import SPEC_FIXTURES, PluginConformance
+from lepton_platform.testing.distributions import FakeSite
 
 #: Stands in for the spec of a kind the plugin does not provide; such tests are deselected.
 NOT_PROVIDED = object()
@@ -33,6 +38,19 @@ def lepton_host() -> Iterator[PluginHost]:
         yield host.load()
     finally:
         set_host(old)
+
+
+@pytest.fixture
+def lepton_fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
+    """A folder of fake installed distributions on ``sys.path`` for one test (see
+    :class:`~lepton_platform.testing.distributions.FakeSite`); its modules are forgotten after."""
+    site = FakeSite(tmp_path / "site-packages")
+    monkeypatch.syspath_prepend(str(site.path))
+    try:
+        yield site
+    finally:
+        site.forget_modules()
+        importlib.invalidate_caches()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

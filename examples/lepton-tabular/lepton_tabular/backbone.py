@@ -8,6 +8,7 @@ training split with :func:`feature_statistics`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,11 @@ class TabularPreprocessor(Preprocessor):
                 f"the mlp backbone expects {self.num_features} features per row, got an array "
                 f"of shape {array.shape}; build it with num_features matching your data"
             )
-        if self.mean is not None:
-            array = array - np.asarray(self.mean, dtype=np.float32)
-        if self.std is not None:
-            array = array / np.asarray(self.std, dtype=np.float32)
-        return {"features_scaled": array.tolist()}
+        width = self.num_features
+        mean = np.zeros(width, np.float32) if self.mean is None else np.asarray(self.mean)
+        std = np.ones(width, np.float32) if self.std is None else np.asarray(self.std)
+        scaled = np.divide(np.subtract(array, mean, dtype=np.float32), std, dtype=np.float32)
+        return {"features_scaled": scaled.tolist()}
 
     def collate(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [ex["features_scaled"] for ex in examples]
@@ -114,7 +115,7 @@ class MLPBackbone(Backbone):
         widths = [self.num_features, *hidden]
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(w_in, w_out), _ACTIVATIONS[activation](), nn.Dropout(dropout))
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+            for w_in, w_out in itertools.pairwise(widths)
         )
         self.feature_dim = hidden[-1]
 

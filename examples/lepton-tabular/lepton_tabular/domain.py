@@ -27,6 +27,8 @@ from lepton_platform.errors import ConfigError, DataError
 
 __all__ = ["TabularDomain"]
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _SOURCE_KEYS = ("path", "format", "label_column", "feature_columns", "group_column", "label_names")
 
 
@@ -55,9 +57,7 @@ class TabularDomain(Domain):
 
     # -- reading CSV ---------------------------------------------------------------------------
 
-    def load(
-        self, source: Mapping[str, Any], *, bad_records: BadRecords
-    ) -> datasets.Dataset:
+    def load(self, source: Mapping[str, Any], *, bad_records: BadRecords) -> datasets.Dataset:
         """Read a CSV file, or every ``*.csv`` in a folder (sorted), into the standard schema.
 
         ``source``: ``path`` (required), ``label_column``, ``group_column``, ``feature_columns``
@@ -229,5 +229,7 @@ def _parse(
             return [], f"column {name!r}: {text!r} is not a number"
         if not math.isfinite(value):
             return [], f"column {name!r}: {text!r} is NaN or infinite"
+        if abs(value) > _FLOAT32_MAX:
+            return [], f"column {name!r}: {text!r} does not fit in a 32-bit float"
         values.append(value)
     return values, None

@@ -4,6 +4,8 @@ For multi-label 0/1 vectors it is subset accuracy (every label of an example rig
 Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
 """
 
+from typing import Any
+
 import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
@@ -25,8 +27,8 @@ Example:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Accuracy(evaluate.Metric):
-    def _info(self):
+class Accuracy(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
@@ -45,6 +47,12 @@ class Accuracy(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, sample_weight=None, num_labels=None):
+    def _compute(
+        self,
+        predictions: Any,
+        references: Any,
+        sample_weight: Any = None,
+        num_labels: Any = None,
+    ) -> dict[str, Any]:
         score = accuracy_score(references, predictions, sample_weight=sample_weight)
         return {"accuracy": float(score)}

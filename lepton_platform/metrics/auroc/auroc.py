@@ -7,9 +7,12 @@ For two classes ``auroc`` is the binary AUROC of the second class's score.
 Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
 """
 
+from typing import Any
+
 import datasets
 import evaluate
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 _DESCRIPTION = "Area under the ROC curve (binary, one-vs-rest multi-class, multi-label)."
@@ -31,8 +34,8 @@ Example:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Auroc(evaluate.Metric):
-    def _info(self):
+class Auroc(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
@@ -54,7 +57,13 @@ class Auroc(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, num_labels=None, sample_weight=None):
+    def _compute(
+        self,
+        predictions: Any,
+        references: Any,
+        num_labels: Any = None,
+        sample_weight: Any = None,
+    ) -> dict[str, Any]:
         scores = np.asarray(predictions, dtype=np.float64)
         refs = np.asarray(references)
         n = scores.shape[1]
@@ -64,17 +73,15 @@ class Auroc(evaluate.Metric):
         else:
             onehot = refs
         weights = np.ones(len(refs)) if sample_weight is None else np.asarray(sample_weight)
-        per_class = []
-        prevalence = []
+        per_class: list[float | None] = []
+        prevalence: list[float] = []
         for c in range(n):
             column = onehot[:, c]
             if column.min() == column.max():
                 per_class.append(None)
                 prevalence.append(0.0)
                 continue
-            per_class.append(
-                float(roc_auc_score(column, scores[:, c], sample_weight=sample_weight))
-            )
+            per_class.append(_binary_auroc(column, scores[:, c], sample_weight))
             prevalence.append(float(np.sum(weights * column)))
         defined = [v for v in per_class if v is not None]
         if not defined:
@@ -83,11 +90,11 @@ class Auroc(evaluate.Metric):
             )
         macro = float(np.mean(defined))
         weighted = float(
-            sum(v * w for v, w in zip(per_class, prevalence) if v is not None)
-            / sum(w for v, w in zip(per_class, prevalence) if v is not None)
+            sum(v * w for v, w in zip(per_class, prevalence, strict=True) if v is not None)
+            / sum(w for v, w in zip(per_class, prevalence, strict=True) if v is not None)
         )
         headline = macro
-        if refs.ndim == 1 and n == 2:
+        if refs.ndim == 1 and n == 2 and per_class[1] is not None:
             headline = per_class[1]
         return {
             "auroc": headline,
@@ -95,3 +102,15 @@ class Auroc(evaluate.Metric):
             "auroc_weighted": weighted,
             "auroc_per_class": per_class,
         }
+
+
+def _binary_auroc(truth: Any, score: Any, sample_weight: Any) -> float:
+    """AUROC of one class. Unweighted: the Mann-Whitney statistic from ranks (ties averaged),
+    equal to scikit-learn's roc_auc_score and much faster; weighted: scikit-learn itself."""
+    if sample_weight is not None:
+        return float(roc_auc_score(truth, score, sample_weight=sample_weight))
+    positive = truth == 1
+    n_pos = int(positive.sum())
+    n_neg = len(truth) - n_pos
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -3,6 +3,8 @@
 Single-label only. Computed with scikit-learn; shipped inside Lepton and loaded by path.
 """
 
+from typing import Any
+
 import datasets
 import evaluate
 from sklearn.metrics import balanced_accuracy_score
@@ -25,8 +27,8 @@ Example:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class BalancedAccuracy(evaluate.Metric):
-    def _info(self):
+class BalancedAccuracy(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
@@ -37,7 +39,14 @@ class BalancedAccuracy(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, adjusted=False, sample_weight=None):
+    def _compute(
+        self,
+        predictions: Any,
+        references: Any,
+        adjusted: Any = False,
+        sample_weight: Any = None,
+        num_labels: Any = None,
+    ) -> dict[str, Any]:
         score = balanced_accuracy_score(
             references, predictions, adjusted=adjusted, sample_weight=sample_weight
         )

@@ -2,13 +2,15 @@
 
 One module, three configurations: load it with ``config_name`` ``"precision"``, ``"recall"`` or
 ``"f1"``. Works for single-label (label indices) and multi-label (0/1 vectors) predictions.
-Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
+Counts as scikit-learn does (tests compare against it); shipped inside Lepton and loaded by
+path, so it works offline.
 """
+
+from typing import Any
 
 import datasets
 import evaluate
 import numpy as np
-from sklearn.metrics import precision_recall_fscore_support
 
 _DESCRIPTION = "Precision, recall or F1: per class, and macro, micro and weighted averages."
 
@@ -16,8 +18,8 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions: predicted label indices (int), or 0/1 vectors for multi-label.
     references: true label indices (int), or 0/1 vectors for multi-label.
-    num_labels: size of the label space, so that classes absent from both lists still count
-        (with score 0) in the macro average and get a per-class entry.
+    num_labels: size of the label space, so that every class gets a per-class entry (0 and
+        support 0 for a class absent from both lists); averages run over the classes present.
     zero_division: value for a class with no predicted (precision) or true (recall) examples.
     sample_weight: optional weight per example.
 Returns (for config "f1"; "precision" and "recall" name their keys the same way):
@@ -45,8 +47,8 @@ _MULTI = datasets.Features(
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Classwise(evaluate.Metric):
-    def _info(self):
+class Classwise(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         if self.config_name not in _SCORES:
             raise ValueError(
                 f"classwise metric: config_name must be one of {sorted(_SCORES)}, "
@@ -61,36 +63,64 @@ class Classwise(evaluate.Metric):
         )
 
     def _compute(
-        self, predictions, references, num_labels=None, zero_division=0.0, sample_weight=None
-    ):
+        self,
+        predictions: Any,
+        references: Any,
+        num_labels: Any = None,
+        zero_division: Any = 0.0,
+        sample_weight: Any = None,
+    ) -> dict[str, Any]:
+        # True/false positives and false negatives per class, then the scores and averages
+        # exactly as scikit-learn's precision_recall_fscore_support defines them (the tests
+        # check this against it); counting with numpy keeps bootstrap resampling fast.
         name = self.config_name
-        which = _SCORES[name]
-        refs = np.asarray(references)
-        preds = np.asarray(predictions)
-        labels = None
+        refs = np.asarray(references, dtype=np.int64)
+        preds = np.asarray(predictions, dtype=np.int64)
+        weights = np.ones(len(refs)) if sample_weight is None else np.asarray(sample_weight, float)
         if refs.ndim == 1:
             n = num_labels if num_labels is not None else int(max(refs.max(), preds.max())) + 1
-            labels = list(range(n))
-        out = {}
-        for average in ("macro", "micro", "weighted"):
-            values = precision_recall_fscore_support(
-                refs,
-                preds,
-                labels=labels,
-                average=average,
-                zero_division=zero_division,
-                sample_weight=sample_weight,
-            )
-            out[f"{name}_{average}"] = float(values[which])
-        per_class = precision_recall_fscore_support(
-            refs,
-            preds,
-            labels=labels,
-            average=None,
-            zero_division=zero_division,
-            sample_weight=sample_weight,
+            matrix = np.bincount(refs * n + preds, weights=weights, minlength=n * n)
+            matrix = matrix.reshape(n, n)
+            tp = np.diag(matrix).copy()
+            fp = matrix.sum(axis=0) - tp
+            fn = matrix.sum(axis=1) - tp
+            # Averages run over the classes that occur (as scikit-learn's default does), so a
+            # class absent from this split does not pull the macro average down.
+            present = np.zeros(n, dtype=bool)
+            present[np.unique(np.concatenate([refs, preds]))] = True
+        else:
+            w = weights[:, None]
+            tp = np.sum(w * ((refs == 1) & (preds == 1)), axis=0)
+            fp = np.sum(w * ((refs == 0) & (preds == 1)), axis=0)
+            fn = np.sum(w * ((refs == 1) & (preds == 0)), axis=0)
+            present = np.ones(refs.shape[1], dtype=bool)
+        support = tp + fn
+
+        def score(tp: Any, fp: Any, fn: Any) -> Any:
+            if name == "precision":
+                num, den = tp, tp + fp
+            elif name == "recall":
+                num, den = tp, tp + fn
+            else:
+                num, den = 2 * tp, 2 * tp + fp + fn
+            num, den = np.atleast_1d(num), np.atleast_1d(den)
+            out = np.full(num.shape, float(zero_division))
+            np.divide(num, den, out=out, where=den > 0)
+            return out
+
+        per_class = score(tp, fp, fn)
+        out: dict[str, Any] = {}
+        out[f"{name}_macro"] = float(np.mean(per_class[present]))
+        out[f"{name}_micro"] = float(
+            score(tp[present].sum(), fp[present].sum(), fn[present].sum())[0]
+        )
+        total = support[present].sum()
+        out[f"{name}_weighted"] = (
+            float(np.sum(per_class[present] * support[present]) / total)
+            if total > 0
+            else float(zero_division)
         )
         out[name] = out[f"{name}_macro"]
-        out[f"{name}_per_class"] = [float(v) for v in per_class[which]]
-        out["support"] = [int(v) for v in per_class[3]]
+        out[f"{name}_per_class"] = [float(v) for v in per_class]
+        out["support"] = [int(v) if float(v).is_integer() else float(v) for v in support]
         return out

@@ -4,6 +4,8 @@ For multi-label 0/1 vectors it is one 2x2 matrix per label ``[[tn, fp], [fn, tp]
 Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
 """
 
+from typing import Any
+
 import datasets
 import evaluate
 import numpy as np
@@ -28,8 +30,8 @@ Example:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class ConfusionMatrix(evaluate.Metric):
-    def _info(self):
+class ConfusionMatrix(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
@@ -48,7 +50,13 @@ class ConfusionMatrix(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, num_labels=None, normalize=None):
+    def _compute(
+        self,
+        predictions: Any,
+        references: Any,
+        num_labels: Any = None,
+        normalize: Any = None,
+    ) -> dict[str, Any]:
         refs = np.asarray(references)
         preds = np.asarray(predictions)
         if refs.ndim == 2:

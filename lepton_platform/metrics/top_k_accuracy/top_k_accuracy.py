@@ -4,6 +4,8 @@ Single-label only; reads class scores, not predicted labels. Computed with sciki
 shipped inside Lepton and loaded by path, so it works offline.
 """
 
+from typing import Any
+
 import datasets
 import evaluate
 import numpy as np
@@ -27,8 +29,8 @@ Example:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class TopKAccuracy(evaluate.Metric):
-    def _info(self):
+class TopKAccuracy(evaluate.Metric):  # type: ignore[misc]
+    def _info(self) -> Any:
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
@@ -42,7 +44,14 @@ class TopKAccuracy(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, k=5, num_labels=None, sample_weight=None):
+    def _compute(
+        self,
+        predictions: Any,
+        references: Any,
+        k: Any = 5,
+        num_labels: Any = None,
+        sample_weight: Any = None,
+    ) -> dict[str, Any]:
         scores = np.asarray(predictions, dtype=np.float64)
         refs = np.asarray(references)
         n = scores.shape[1]

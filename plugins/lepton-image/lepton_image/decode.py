@@ -52,11 +52,12 @@ class ImageReadError(Exception):
 
 
 @contextlib.contextmanager
-def _pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Make Pillow's bomb check use ``max_pixels`` (its hard error fires at twice the limit;
-    we check the exact limit ourselves from the header)."""
+def _pixel_limit() -> Iterator[None]:
+    """Replace Pillow's bomb check (a warning at its limit, an error at twice it) by ours:
+    :func:`_check_size` reads the size from the header and refuses the image before any pixel
+    is decoded, with the size in the message."""
     old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -97,7 +98,7 @@ def open_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
                 raise ImageReadError("file is empty (0 bytes)")
         elif raw is not None and len(raw) == 0:
             raise ImageReadError("image is empty (0 bytes)")
-        with _pixel_limit(max_pixels):
+        with _pixel_limit():
             try:
                 image = Image.open(io.BytesIO(raw) if raw is not None else path)  # type: ignore[arg-type]
                 _check_size(image, max_pixels)
@@ -152,7 +153,7 @@ def check_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode: bo
             raise ImageReadError("file is empty (0 bytes)")
     elif raw is not None and not raw:
         raise ImageReadError("image is empty (0 bytes)")
-    with _pixel_limit(max_pixels):
+    with _pixel_limit():
         try:
             with Image.open(io.BytesIO(raw) if raw is not None else path) as image:  # type: ignore[arg-type]
                 _check_size(image, max_pixels)
@@ -202,7 +203,9 @@ def to_mode(image: Image.Image, mode: str = "RGB") -> Image.Image:
     return image.convert(mode)
 
 
-def array_to_image(array: np.ndarray, value_range: tuple[float, float] | None = None) -> Image.Image:
+def array_to_image(
+    array: np.ndarray, value_range: tuple[float, float] | None = None
+) -> Image.Image:
     """One ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` array as a Pillow image.
 
     ``uint8`` is taken as is; other dtypes are scaled from ``value_range`` (default: 0..1 for

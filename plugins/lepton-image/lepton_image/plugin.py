@@ -19,9 +19,10 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "wide_resnet101_2": ("wide-resnet", "Wide ResNet-101-2 (torchvision), 2048 features"),
 }
 
-#: Options that build a tiny CPU-fast version of each architecture (same depth, narrow).
-_TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8}
-_TINY_GROUPED: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 16}
+#: Options that build a tiny CPU-fast version of each architecture: the same blocks, stem and
+#: grouping, but narrow (``width``) and one block per stage (``blocks``).
+_TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8, "blocks": [1, 1, 1, 1]}
+_TINY_GROUPED: dict[str, Any] = {**_TINY, "width": 16}
 
 
 def _make_domain(**options: Any) -> Any:
@@ -37,7 +38,9 @@ def _backbone_factory(arch: str) -> Any:
         return ResNetBackbone(arch, pretrained=pretrained, **options)
 
     factory.__name__ = f"create_{arch}"
-    factory.__doc__ = f"Build {arch}: ``pretrained`` is a torchvision weights name, a file or folder."
+    factory.__doc__ = (
+        f"Build {arch}: ``pretrained`` is a torchvision weights name, a file or folder."
+    )
     return factory
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "check_audio",
     "describe",
     "encode_wav",
+    "probe_audio",
     "read_audio",
     "resample",
     "to_mono",
@@ -129,7 +130,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     """Mix ``(frames, channels)`` down to ``(frames,)`` by averaging the channels."""
     if samples.ndim == 1:
         return samples.astype(np.float32, copy=False)
-    return samples.mean(axis=1, dtype=np.float32)
+    return np.asarray(samples.mean(axis=1, dtype=np.float32), dtype=np.float32)
 
 
 def read_audio(
@@ -159,6 +160,22 @@ def read_audio(
     if not np.isfinite(mono).all():
         raise DataError(f"{name}: holds NaN or infinite samples; fix or remove the file")
     return mono, rate
+
+
+def probe_audio(ref: Mapping[str, Any] | str) -> AudioInfo:
+    """Open ``ref`` and read its header only (fast); :class:`DataError` when it cannot."""
+    handle, name = _open(ref)
+    with handle:
+        info = AudioInfo(
+            frames=int(handle.frames),
+            sampling_rate=int(handle.samplerate),
+            channels=int(handle.channels),
+            format=str(handle.format),
+            subtype=str(handle.subtype),
+        )
+    if info.frames <= 0:
+        raise DataError(f"{name}: holds no audio samples")
+    return info
 
 
 def check_audio(ref: Mapping[str, Any] | str) -> AudioInfo:

@@ -1,5 +1,7 @@
-"""A tiny backbone with batch-norm and two layer groups, and separable data, for the strategy
-tests. Real torch modules and real ``datasets``; small enough to train in a second."""
+"""A tiny real model and data for checks that need *some* backbone: a two-block MLP with
+batch-norm and two layer groups, and three well-separated Gaussian blobs. The conformance suite
+applies every strategy to it; the core's strategy tests use it too. Small enough to train in a
+second on CPU."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from lepton_platform.models import Backbone, LayerGroup, Preprocessor, TransferModel
+from lepton_platform.strategies.base import TransferJob
 from lepton_platform.tasks import ClassificationTask
 
 
@@ -62,6 +65,9 @@ class TwoLayerBN(Backbone):
         return {"features": torch.randn(batch_size, self.options["num_features"])}
 
 
+__all__ = ["TwoLayerBN", "VectorPreprocessor", "blobs", "tiny_job", "tiny_model"]
+
+
 def blobs(n: int, seed: int, shift: float = 0.0, num_features: int = 4) -> datasets.Dataset:
     """Three Gaussian blobs (well separated), optionally shifted (a second domain)."""
     rng = np.random.default_rng(seed)
@@ -79,8 +85,38 @@ def blobs(n: int, seed: int, shift: float = 0.0, num_features: int = 4) -> datas
     )
 
 
-def tiny_model(seed: int = 0, batchnorm: bool = True) -> tuple[TransferModel, ClassificationTask]:
+def tiny_model(
+    seed: int = 0, batchnorm: bool = True
+) -> tuple[TransferModel, ClassificationTask]:
+    """A :class:`TwoLayerBN` backbone with a classification head for the blobs' 3 labels."""
     torch.manual_seed(seed)
     task = ClassificationTask(["a", "b", "c"])
     backbone = TwoLayerBN(batchnorm=batchnorm)
     return TransferModel(backbone, task.build_head(backbone.feature_dim)), task
+
+
+def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> TransferJob:
+    """A :class:`TransferJob` on the tiny model and blobs (240 training, 90 validation rows),
+    with the backbone's initial weights as theta_0 and a quiet training configuration."""
+    from lepton_platform.engine.finetune import TrainConfig
+    from lepton_platform.strategies.base import snapshot
+
+    model, task = tiny_model(batchnorm=batchnorm)
+    settings: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": 32,
+        "lr": 0.01,
+        "seed": 0,
+        "progress": False,
+        "monitor": "accuracy",
+    }
+    settings.update(config)
+    return TransferJob(
+        model=model,
+        task=task,
+        preprocessor=model.backbone.preprocessor(),
+        train=blobs(240, seed=1),
+        validation=blobs(90, seed=2),
+        config=TrainConfig(**settings),
+        pretrained_state=snapshot(model.backbone),
+    )

@@ -1,0 +1,919 @@
+"""The run configuration: one YAML file that says everything :func:`lepton_platform.transfer`
+(and :func:`lepton_platform.compare`) can be told, validated before anything heavy happens.
+
+    >>> from lepton_platform.config import load_config                  # doctest: +SKIP
+    >>> config = load_config("digits.yaml", overrides=["train.lr=0.01"])  # doctest: +SKIP
+    >>> result = lepton_platform.transfer.transfer(**config.to_transfer_kwargs())  # doctest: +SKIP
+
+Parsing a config imports no torch: the ``train`` section is derived from the fields of the
+fine-tune engine's ``TrainConfig`` (and ``data.split`` from the data layer's ``SplitConfig``)
+by reading their source, and the registered names (domain, backbone, task, strategy, metrics)
+are checked against the plugin registry, which holds metadata only. Every error names the key,
+the value and what is allowed.
+
+Relative data paths are read from the folder of the config file; the run folder
+(``output.root``) is relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from lepton_platform.errors import ConfigError, LeptonError, closest, did_you_mean
+
+__all__ = [
+    "BackboneSection",
+    "CompareSection",
+    "DataSection",
+    "DataSource",
+    "DomainSection",
+    "EvaluationSection",
+    "OutputSection",
+    "RunConfig",
+    "StrategySection",
+    "TaskSection",
+    "apply_overrides",
+    "config_differences",
+    "dataclass_fields",
+    "load_config",
+    "parse_config",
+]
+
+_UNSET: Any = object()
+
+
+# ----------------------------------------------------------------------------- derived fields
+
+
+@dataclass(frozen=True)
+class SourceField:
+    """One field of a dataclass as its source declares it (read without importing it)."""
+
+    name: str
+    annotation: str
+    default: Any  # ``_UNSET`` when there is none or it is not a literal
+    doc: str = ""  # the class docstring's sentence that mentions ``name``
+
+
+def dataclass_fields(module: str, class_name: str) -> list[SourceField]:
+    """The annotated fields of ``class_name`` in ``module``, read from its source with ``ast``
+    so that modules importing torch are not imported. Raises :class:`ConfigError` when the
+    module or class cannot be found."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)  # the parent packages are not imported either
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    candidates = [Path(root, *rest).with_suffix(".py") for root in roots]
+    source = next((c for c in candidates if c.is_file()), None)
+    if source is None:
+        raise ConfigError(f"cannot find the source of {module} to read {class_name} from")
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            sentences = _sentences(ast.get_docstring(node) or "")
+            out: list[SourceField] = []
+            for item in node.body:
+                if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                    continue
+                annotation = ast.unparse(item.annotation)
+                if annotation.startswith(("ClassVar", "typing.ClassVar")):
+                    continue
+                default = _UNSET
+                if item.value is not None:
+                    try:
+                        default = ast.literal_eval(item.value)
+                    except (ValueError, SyntaxError, TypeError):
+                        default = _UNSET
+                name = item.target.id
+                doc = next((t for t in sentences if f"``{name}``" in t), "")
+                out.append(SourceField(name, annotation, default, doc))
+            return out
+    raise ConfigError(f"{module} has no class {class_name}")
+
+
+def _sentences(text: str) -> list[str]:
+    flat = " ".join(text.split()).replace("``", "`` ").replace("`` ", "``")
+    return [t.strip() for t in re.split(r"(?<=[.;])\s+", flat) if t.strip()]
+
+
+_TYPE_NAMES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "None": None,
+    "Any": Any,
+    "Literal": Literal,
+    "tuple": tuple,
+    "list": list,
+    "dict": dict,
+    "Sequence": Sequence,
+    "Mapping": Mapping,
+    "Path": Path,
+}
+
+
+def _annotation_type(annotation: str) -> Any:
+    try:
+        return eval(annotation, {"__builtins__": {}}, dict(_TYPE_NAMES))
+    except Exception:  # an annotation naming a type the schema does not know
+        return Any
+
+
+# ----------------------------------------------------------------------------- base model
+
+
+class UnknownKeyError(ValueError):
+    """An unknown key in a section; the formatter turns it into ``section.key: ...``."""
+
+    def __init__(self, key: str, allowed: Sequence[str]) -> None:
+        self.key = key
+        self.allowed = list(allowed)
+        super().__init__(f"unknown key {key!r}")
+
+    def describe(self) -> str:
+        hint = _closest_hint(self.key, self.allowed)
+        return f"unknown key{hint} (allowed: {', '.join(self.allowed)})"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are refused with the closest allowed one suggested."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        """Turn a shorthand (a plain string) into the section's mapping."""
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        data = cls._coerce(data)
+        if isinstance(data, Mapping):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise UnknownKeyError(str(key), allowed)
+        return data
+
+
+class NamedSection(Section):
+    """A section naming a registered thing: ``strategy: lp-ft`` is short for
+    ``strategy: {name: lp-ft}``."""
+
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+class DomainSection(NamedSection):
+    """The target domain: a registered name and the options of its reader."""
+
+    name: str = Field(description="registered domain (`lepton plugins` lists them)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the domain's reader"
+    )
+
+
+class DataSource(BaseModel):
+    """One data source. ``path`` is checked to exist; the other keys go to the domain's reader
+    (``format``, ``label_column``, ...) and the data layer (``domain``, ``split``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str | None = Field(
+        default=None, description="file or folder, relative to the config file's folder"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_only(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        base = Path((info.context or {}).get("base_dir", "."))
+        resolved = (base / Path(value).expanduser()).resolve()
+        if not resolved.exists():
+            raise ValueError(f"{value!r} does not exist (looked for {resolved})")
+        return str(resolved)
+
+
+def _split_model() -> type[Section]:
+    """``data.split``: the fields of the data layer's ``SplitConfig``."""
+    return _section_from_dataclass(
+        "SplitSection",
+        "lepton_platform.data.splits",
+        "SplitConfig",
+        "how data without splits is split",
+    )
+
+
+def _section_from_dataclass(
+    model_name: str, module: str, class_name: str, doc: str
+) -> type[Section]:
+    fields: dict[str, Any] = {}
+    for f in dataclass_fields(module, class_name):
+        kind = _annotation_type(f.annotation)
+        default = None if f.default is _UNSET else f.default
+        meaning = f.doc.replace("``", "`").replace(":func:", "") if f.doc else ""
+        fields[f.name] = (kind, Field(default=default, description=meaning))
+    model = create_model(model_name, __base__=Section, __doc__=doc, **fields)
+    return model
+
+
+if TYPE_CHECKING:  # built at import time from the dataclasses' source
+    SplitSection = Section
+    TrainSection = Section
+else:
+    SplitSection = _split_model()
+    TrainSection = _section_from_dataclass(
+        "TrainSection",
+        "lepton_platform.engine.finetune",
+        "TrainConfig",
+        "The fine-tune engine's `TrainConfig`, field for field (read from its source).",
+    )
+
+
+class DataSection(Section):
+    """Where the examples come from and how they are split (a path or a list of sources is
+    short for ``sources``)."""
+
+    sources: list[DataSource] = Field(
+        min_length=1, description="sources, each a path or a mapping with `path` and options"
+    )
+    split: SplitSection = Field(
+        default_factory=SplitSection, description="split settings for data without splits"
+    )
+    on_bad_record: Literal["error", "skip"] = Field(
+        default="error", description="stop on a bad record, or skip it and list it in the report"
+    )
+
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        if isinstance(data, str | list):
+            return {"sources": data if isinstance(data, list) else [data]}
+        return data
+
+
+class BackboneSection(NamedSection):
+    """The backbone and its weights."""
+
+    name: str = Field(description="registered backbone")
+    pretrained: str | int | float | bool | None = Field(
+        default=None,
+        description="weights: a name the backbone knows, a local path, or null (random init)",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="backbone options")
+
+    @field_validator("pretrained")
+    @classmethod
+    def _local_weights(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and (value.startswith((".", "~")) or os.sep in value):
+            base = Path((info.context or {}).get("base_dir", "."))
+            resolved = (base / Path(value).expanduser()).resolve()
+            if resolved.exists():
+                return str(resolved)
+        return value
+
+
+class TaskSection(NamedSection):
+    """The task on the target data."""
+
+    name: str = Field(default="classification", description="registered task")
+    options: dict[str, Any] = Field(default_factory=dict, description="task options")
+
+
+class StrategySection(NamedSection):
+    """How to transfer."""
+
+    name: str = Field(default="finetune", description="registered transfer strategy")
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters")
+
+
+class EvaluationSection(Section):
+    """What is measured on the validation and test splits."""
+
+    metrics: list[str] | None = Field(
+        default=None, description="registered metrics (default: the task's own)"
+    )
+    bootstrap: int = Field(
+        default=1000, ge=0, description="bootstrap resamples for the test interval (0: none)"
+    )
+
+
+class OutputSection(Section):
+    """Where the run folder goes: ``<root>/<name>``."""
+
+    root: str = Field(default="runs", description="folder of run folders (relative to the cwd)")
+    name: str | None = Field(
+        default=None, description="run folder name (default: the config file's name)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value or value in (".", "..") or "/" in value or "\\" in value
+        ):
+            raise ValueError(f"{value!r} must be a plain folder name (no '/', not '..')")
+        return value
+
+
+class CompareSection(Section):
+    """``lepton compare``: strategies side by side with baselines (the CLI flags win)."""
+
+    strategies: list[StrategySection] = Field(
+        default_factory=list, description="strategies to compare (names or name + params)"
+    )
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1, description="seeds of every row")
+    baselines: bool = Field(default=True, description="add the from-scratch baseline")
+    source_model: str | None = Field(
+        default=None, description="a saved source model: adds the source-only baseline"
+    )
+    metric: str | None = Field(default=None, description="the table's metric (default: headline)")
+
+
+class RunConfig(Section):
+    """A whole run. Build it with :func:`load_config` (YAML) or :meth:`from_transfer_kwargs`
+    (the Python API's arguments); :meth:`to_transfer_kwargs` goes back."""
+
+    SECTIONS: ClassVar[tuple[str, ...]] = (
+        "domain",
+        "data",
+        "backbone",
+        "task",
+        "strategy",
+        "train",
+        "evaluation",
+        "output",
+        "compare",
+    )
+
+    domain: DomainSection = Field(description="the target domain (a name, or name + options)")
+    data: DataSection = Field(description="data sources and splits")
+    backbone: BackboneSection = Field(description="the backbone (a name, or name + options)")
+    task: TaskSection = Field(default_factory=TaskSection, description="the task")
+    strategy: StrategySection = Field(
+        default_factory=StrategySection, description="the transfer strategy"
+    )
+    train: TrainSection = Field(default_factory=TrainSection, description="training settings")
+    evaluation: EvaluationSection = Field(
+        default_factory=EvaluationSection, description="metrics and bootstrap"
+    )
+    output: OutputSection = Field(default_factory=OutputSection, description="the run folder")
+    compare: CompareSection = Field(
+        default_factory=CompareSection, description="settings of `lepton compare`"
+    )
+
+    @model_validator(mode="after")
+    def _registered(self) -> RunConfig:
+        check_registered(self)
+        return self
+
+    # -- the Python API, both ways ---------------------------------------------------------
+
+    def to_transfer_kwargs(self, output_dir: str | Path | None = None) -> dict[str, Any]:
+        """The keyword arguments of :func:`lepton_platform.transfer.transfer` that this config
+        says (``output_dir`` only when given)."""
+        domain: Any = self.domain.name
+        if self.domain.options:
+            from lepton_platform.registry import create_domain
+
+            domain = create_domain(self.domain.name, **self.domain.options)
+        kwargs: dict[str, Any] = {
+            "domain": domain,
+            "data": [s.model_dump(exclude_none=True) for s in self.data.sources],
+            "split": self.data.split.model_dump(exclude_unset=True),
+            "on_bad_record": self.data.on_bad_record,
+            "backbone": self.backbone.name,
+            "pretrained": self.backbone.pretrained,
+            "backbone_options": dict(self.backbone.options),
+            "task": self.task.name,
+            "task_options": dict(self.task.options),
+            "strategy": self.strategy.name,
+            "strategy_params": dict(self.strategy.params),
+            "train": self.train.model_dump(exclude_unset=True),
+            "metrics": None if self.evaluation.metrics is None else list(self.evaluation.metrics),
+            "bootstrap": self.evaluation.bootstrap,
+        }
+        if output_dir is not None:
+            kwargs["output_dir"] = Path(output_dir)
+        return kwargs
+
+    def compare_kwargs(
+        self,
+        strategies: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
+        output_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """The keyword arguments of :func:`lepton_platform.compare.compare`; ``strategies`` and
+        ``seeds`` (the CLI's flags) win over the ``compare`` section."""
+        kwargs = self.to_transfer_kwargs()
+        kwargs.pop("strategy")
+        kwargs.pop("strategy_params")
+        if strategies:
+            check_names("compare.strategies", "strategy", strategies)
+            chosen: list[Any] = list(strategies)
+        elif self.compare.strategies:
+            chosen = [(s.name, dict(s.params)) for s in self.compare.strategies]
+        else:
+            chosen = [(self.strategy.name, dict(self.strategy.params))]
+        kwargs["strategies"] = chosen
+        kwargs["seeds"] = list(seeds) if seeds else list(self.compare.seeds)
+        kwargs["baselines"] = self.compare.baselines
+        kwargs["source_model"] = self.compare.source_model
+        kwargs["metric"] = self.compare.metric
+        if output_dir is not None:
+            kwargs["output_dir"] = Path(output_dir)
+        return kwargs
+
+    @classmethod
+    def from_transfer_kwargs(
+        cls,
+        *,
+        base_dir: str | Path = ".",
+        output: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> RunConfig:
+        """The config that says what these :func:`~lepton_platform.transfer.transfer` arguments
+        say. Objects (a ``Backbone``, a ``DataBundle``) have no YAML form: use registered names
+        and source mappings."""
+        if kwargs.pop("unlabelled_target", None) is not None:
+            raise ConfigError(
+                "unlabelled_target: a dataset object has no config form yet; pass it to "
+                "transfer() directly"
+            )
+        output_dir = kwargs.pop("output_dir", None)
+        kwargs.pop("save", None)
+        kwargs.pop("resume", None)
+        allowed = {
+            "domain",
+            "data",
+            "split",
+            "on_bad_record",
+            "backbone",
+            "pretrained",
+            "backbone_options",
+            "task",
+            "task_options",
+            "strategy",
+            "strategy_params",
+            "train",
+            "metrics",
+            "bootstrap",
+        }
+        for key in kwargs:
+            if key not in allowed:
+                raise ConfigError(f"transfer() has no argument {key!r}{did_you_mean(key, allowed)}")
+        for key in ("domain", "backbone", "strategy", "task"):
+            value = kwargs.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"{key}: a {type(value).__name__} object has no config form; "
+                    "use a registered name"
+                )
+        data = kwargs.get("data")
+        if isinstance(data, Mapping | str):
+            data = [data]
+        if not isinstance(data, list | tuple):
+            raise ConfigError(
+                f"data: a {type(data).__name__} has no config form; use source mappings"
+            )
+        train = kwargs.get("train") or {}
+        if not isinstance(train, Mapping):
+            import dataclasses
+
+            train = {
+                f.name: getattr(train, f.name)
+                for f in dataclasses.fields(train)
+                if getattr(train, f.name) != f.default
+            }
+        split = kwargs.get("split") or {}
+        if not isinstance(split, Mapping):
+            import dataclasses
+
+            split = dataclasses.asdict(split)
+        raw: dict[str, Any] = {
+            "domain": kwargs["domain"],
+            "data": {
+                "sources": [dict(s) if isinstance(s, Mapping) else s for s in data],
+                "split": dict(split),
+                "on_bad_record": kwargs.get("on_bad_record", "error"),
+            },
+            "backbone": {
+                "name": kwargs["backbone"],
+                "pretrained": kwargs.get("pretrained"),
+                "options": dict(kwargs.get("backbone_options") or {}),
+            },
+            "task": {
+                "name": kwargs.get("task", "classification"),
+                "options": dict(kwargs.get("task_options") or {}),
+            },
+            "strategy": {
+                "name": kwargs.get("strategy", "finetune"),
+                "params": dict(kwargs.get("strategy_params") or {}),
+            },
+            "train": dict(train),
+            "evaluation": {
+                "metrics": kwargs.get("metrics"),
+                "bootstrap": kwargs.get("bootstrap", 1000),
+            },
+        }
+        if output is not None:
+            raw["output"] = dict(output)
+        elif output_dir is not None:
+            path = Path(output_dir)
+            raw["output"] = {"root": str(path.parent), "name": path.name}
+        return parse_config(raw, base_dir=base_dir, where="transfer() arguments")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole config, defaults filled in, as the run folder's ``config.yaml`` holds it."""
+        return self.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------- registry checks
+
+
+def check_names(key: str, kind: str, names: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for a name that no plugin registered, naming ``key``."""
+    from lepton_platform._host import get_host
+
+    host = get_host()
+    for name in names:
+        known = [s.name for s in host.list(kind)]
+        if name not in known:
+            raise ConfigError(f"{key}: {name!r} is not registered{did_you_mean(name, known)}")
+
+
+def _registered_problems(config: RunConfig) -> list[str]:
+    from lepton_platform._host import get_host
+
+    host = get_host()
+    problems: list[str] = []
+
+    def check(key: str, kind: str, name: str) -> bool:
+        known = [s.name for s in host.list(kind)]
+        if name in known:
+            return True
+        hint = did_you_mean(name, known)
+        plural = {"strategy": "strategies"}.get(kind, kind + "s")
+        if hint.startswith("; known:"):
+            hint = f"; registered {plural}: {hint[len('; known: ') :]}"
+        problems.append(
+            f"{key}: {name!r} is not registered{hint} (`lepton plugins` lists what is installed)"
+        )
+        return False
+
+    check("domain", "domain", config.domain.name)
+    if check("backbone", "backbone", config.backbone.name):
+        spec = host.get("backbone", config.backbone.name)
+        wanted = getattr(spec, "domain", "")
+        modality = _modality(config.domain.name)
+        if wanted and wanted not in (config.domain.name, modality):
+            problems.append(
+                f"backbone: {config.backbone.name!r} reads {wanted!r} inputs, but domain is "
+                f"{config.domain.name!r}; choose a backbone of that domain"
+            )
+    check("task", "task", config.task.name)
+    strategies = [("strategy", config.strategy)] + [
+        (f"compare.strategies[{i}]", s) for i, s in enumerate(config.compare.strategies)
+    ]
+    for key, section in strategies:
+        if check(key, "strategy", section.name):
+            spec = host.get("strategy", section.name)
+            accepted = list(getattr(spec, "parameters", {}) or {})
+            for param in section.params:
+                if accepted and param not in accepted:
+                    problems.append(
+                        f"{key}.params.{param}: strategy {section.name!r} has no parameter "
+                        f"{param!r}{_closest_hint(param, accepted)} "
+                        f"(accepted: {', '.join(accepted)})"
+                    )
+    for i, metric in enumerate(config.evaluation.metrics or []):
+        check(f"evaluation.metrics[{i}]", "metric", metric)
+    return problems
+
+
+def _closest_hint(name: str, known: Sequence[str]) -> str:
+    matches = closest(name, known)
+    return "; did you mean " + " or ".join(map(repr, matches)) + "?" if matches else ""
+
+
+def _modality(domain: str) -> str:
+    from lepton_platform._host import get_host
+
+    try:
+        return str(getattr(get_host().get("domain", domain), "modality", "") or "")
+    except LeptonError:
+        return ""
+
+
+class _RegistryError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def check_registered(config: RunConfig) -> None:
+    """Refuse names no installed plugin registered (pydantic collects the error)."""
+    problems = _registered_problems(config)
+    if problems:
+        raise _RegistryError(problems)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in part:
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _format(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = _loc(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, UnknownKeyError):
+            key = f"{loc}.{cause.key}" if loc else cause.key
+            line = f"{key}: {cause.describe()}"
+        elif isinstance(cause, _RegistryError):
+            lines.extend(cause.problems)
+            continue
+        elif isinstance(cause, Exception):
+            line = f"{loc}: {cause}" if loc else str(cause)
+        elif err["type"] == "missing":
+            line = f"{loc}: required key is missing"
+        elif err["type"] == "extra_forbidden":
+            line = f"{loc}: unknown key"
+        else:
+            value = err.get("input")
+            shown = repr(value) if not isinstance(value, Mapping) else "a mapping"
+            line = f"{loc}: {err['msg']}, got {shown}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def parse_config(
+    data: Any, *, base_dir: str | Path = ".", where: str = "config", name: str | None = None
+) -> RunConfig:
+    """Validate a mapping (parsed YAML) into a :class:`RunConfig`; ``base_dir`` is where
+    relative data paths start and ``name`` the default run-folder name."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{where}: the top level must be a mapping of sections "
+            f"({', '.join(RunConfig.SECTIONS)}), got {type(data).__name__}"
+        )
+    data = dict(data)
+    try:
+        config = RunConfig.model_validate(data, context={"base_dir": str(base_dir)})
+    except ValidationError as exc:
+        lines = _format(exc)
+        head = f"{where}: " + ("" if len(lines) == 1 else f"{len(lines)} problems:\n  ")
+        raise ConfigError(head + "\n  ".join(lines)) from None
+    if config.output.name is None and name:
+        config.output.name = re.sub(r"[^A-Za-z0-9._-]+", "-", name) or "run"
+    return config
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides (``train.lr=0.01``, ``data.sources.0.path=x.csv``) to parsed
+    YAML; values are read as YAML scalars (``null``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.01")
+        parts = key.split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key such as train.lr")
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            child = _child(node, part, ".".join(parts[: depth + 1]), item)
+            if child is None or isinstance(child, str):
+                child = {} if child is None else {"name": child}
+                _put(node, part, child, item)
+            node = child
+        _put(node, parts[-1], _scalar(text), item)
+    return data
+
+
+def _child(node: Any, part: str, key: str, item: str) -> Any:
+    if isinstance(node, list):
+        index = _index(node, part, key, item)
+        return node[index]
+    if isinstance(node, dict):
+        return node.get(part)
+    raise ConfigError(f"--set {item!r}: {key} is a {type(node).__name__}, not a section")
+
+
+def _put(node: Any, part: str, value: Any, item: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, part, part, item)] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise ConfigError(f"--set {item!r}: cannot set {part!r} inside a {type(node).__name__}")
+
+
+def _index(node: list[Any], part: str, key: str, item: str) -> int:
+    if not part.isdigit():
+        raise ConfigError(
+            f"--set {item!r}: the config holds a list where {part!r} is; give an index "
+            "(data.sources.0.path) or write the section out in full"
+        )
+    if int(part) >= len(node):
+        raise ConfigError(
+            f"--set {item!r}: {key!r} must be an index below {len(node)} of the list there"
+        )
+    return int(part)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning every failure into a :class:`ConfigError` naming it."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"{file}: no such config file")
+    if not file.is_file():
+        raise ConfigError(f"{file}: is not a file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read as UTF-8 text ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read, override (``--set`` syntax) and validate a YAML config file."""
+    file = Path(path)
+    data = read_yaml(file)
+    if data is None:
+        raise ConfigError(f"{file}: the file is empty; it needs at least domain, data, backbone")
+    if not isinstance(data, dict):
+        return parse_config(data, where=str(file))
+    data = apply_overrides(data, overrides)
+    return parse_config(data, base_dir=file.parent.resolve(), where=str(file), name=file.stem)
+
+
+def config_differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two config snapshots (keys in
+    ``ignore``, dotted, and the keys under them are skipped)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if key and any(key == i or key.startswith(i + ".") for i in ignore):
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(a.get(k, _UNSET), b.get(k, _UNSET), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            shown_a = "(absent)" if a is _UNSET else repr(a)
+            shown_b = "(absent)" if b is _UNSET else repr(b)
+            out.append(f"{key}: {shown_a} in the run, {shown_b} now")
+
+    walk(old, new, "")
+    return out
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def _type_text(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "")
+    return re.sub(r"lepton_platform\.config\.(\w+)", r"\1", text)
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        value = field.default_factory()
+        if isinstance(value, BaseModel):
+            return "(section)"
+        return f"`{value!r}`"
+    return f"`{field.default!r}`"
+
+
+def config_reference() -> str:
+    """The config reference page (``docs/config.md``), generated from the schema itself."""
+    lines = [
+        "# Config reference",
+        "",
+        "<!-- generated by scripts/gen_config_docs.py from lepton_platform/config.py: "
+        "do not edit by hand -->",
+        "",
+        "A run config is one YAML file; `lepton run CONFIG` runs it and "
+        "`lepton_platform.config.load_config(path)` reads it. Unknown keys are refused (the "
+        "closest key is suggested), values are type-checked, registered names (domain, "
+        "backbone, task, strategy, metrics) are checked against the installed plugins, and "
+        "data paths must exist. Relative data paths start at the config file's folder; "
+        "`output.root` is relative to the current directory.",
+        "",
+        "`domain`, `backbone`, `task` and `strategy` may be written as a plain name "
+        "(`strategy: lp-ft`); `data` may be a path or a list of sources. Any key can be "
+        "overridden on the command line: `--set train.lr=0.01` (values are read as YAML).",
+        "",
+        "The `train` section holds the fields of the fine-tune engine's `TrainConfig` "
+        "(`lepton_platform.engine.finetune`), read from its source, so it always matches the "
+        "engine. `RunConfig.to_transfer_kwargs()` turns a config into the arguments of "
+        "`lepton_platform.transfer.transfer`, and `RunConfig.from_transfer_kwargs(...)` goes "
+        "back.",
+        "",
+    ]
+
+    def section(title: str, model: type[BaseModel]) -> None:
+        summary = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+        lines.extend([f"## `{title}`", "", summary.replace("``", "`"), ""])
+        lines.append("| key | type | default | meaning |")
+        lines.append("| --- | --- | --- | --- |")
+        nested: list[tuple[str, type[BaseModel]]] = []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            description = (field.description or "").replace("|", "\\|")
+            kind = _type_text(annotation).replace("|", "\\|")
+            lines.append(f"| `{name}` | {kind} | {_default_text(field)} | {description} |")
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((f"{title}.{name}", annotation))
+        lines.append("")
+        for sub_title, sub_model in nested:
+            section(sub_title, sub_model)
+
+    for name in RunConfig.SECTIONS:
+        annotation = RunConfig.model_fields[name].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        section(name, annotation)
+    lines.extend(
+        [
+            "## `data.sources[]`",
+            "",
+            " ".join((DataSource.__doc__ or "").split()).replace("``", "`"),
+            "",
+            "## Example",
+            "",
+            "```yaml",
+            "domain: tabular",
+            "data:",
+            "  sources: [{path: data.csv, label_column: label}]",
+            "  split: {validation: 0.15, test: 0.15, seed: 0}",
+            "  on_bad_record: skip",
+            "backbone: {name: mlp, options: {num_features: 4, hidden: [32]}}",
+            "strategy: {name: lp-ft, params: {ft_lr: 0.001}}",
+            "train: {epochs: 5, lr: 0.01, batch_size: 32}",
+            "evaluation: {metrics: [accuracy, f1], bootstrap: 1000}",
+            "output: {root: runs, name: tabular-lpft}",
+            "compare: {strategies: [finetune, linear-probe, lp-ft], seeds: [0, 1, 2]}",
+            "```",
+            "",
+        ]
+    )
+    return "\n".join(lines)

@@ -1,0 +1,287 @@
+"""From a domain and its sources to checked train / validation / test datasets.
+
+>>> from lepton_platform.data import SplitConfig, load_data
+>>> bundle = load_data(                                              # doctest: +SKIP
+...     "tabular",
+...     [{"path": "a.csv", "domain": "site-a"}, {"path": "b.csv", "domain": "site-b"}],
+...     split=SplitConfig(validation=0.1, test=0.2, seed=3),
+...     on_bad_record="skip",
+... )
+>>> bundle.summary()["rows"]                                          # doctest: +SKIP
+{'train': 700, 'validation': 100, 'test': 200}
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import datasets
+
+from lepton_platform.data.combine import combine, relabel, unified_label_names
+from lepton_platform.data.prepare import data_fingerprint
+from lepton_platform.data.records import BadRecords, OnBadRecord
+from lepton_platform.data.schema import (
+    DOMAIN,
+    GROUP,
+    LABEL,
+    check_schema,
+    column_values,
+    standardize,
+)
+from lepton_platform.data.splits import (
+    SPLITS,
+    SplitConfig,
+    check_splits,
+    normalize_split_name,
+    split_dataset,
+)
+from lepton_platform.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from lepton_platform.domains import Domain
+
+__all__ = ["DATA_KEYS", "DataBundle", "load_data"]
+
+#: Source keys that belong to the data layer; they are not passed to ``Domain.load``.
+DATA_KEYS = ("domain", "split")
+
+
+@dataclass
+class DataBundle:
+    """The checked splits of one run, with what was learned on the way."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    test: datasets.Dataset
+    label_names: list[str]
+    input_columns: tuple[str, ...]
+    bad_records: BadRecords = field(default_factory=BadRecords)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    domain: str = ""
+
+    def __getitem__(self, split: str) -> datasets.Dataset:
+        name = normalize_split_name(split)
+        result: datasets.Dataset = getattr(self, name)
+        return result
+
+    def splits(self) -> datasets.DatasetDict:
+        """The three splits as a ``DatasetDict``."""
+        return datasets.DatasetDict({s: self[s] for s in SPLITS})
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts for the run's report: rows, classes and domains per split, groups,
+        and every bad record that was skipped."""
+        rows: dict[str, int] = {}
+        classes: dict[str, dict[str, int]] = {}
+        domains: dict[str, dict[str, int]] = {}
+        groups: dict[str, int] = {}
+        for s in SPLITS:
+            part = self[s]
+            rows[s] = len(part)
+            counts = Counter(column_values(part, LABEL))
+            classes[s] = {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
+            if DOMAIN in part.column_names:
+                domains[s] = dict(sorted(Counter(column_values(part, DOMAIN)).items()))
+            if GROUP in part.column_names:
+                groups[s] = len(set(column_values(part, GROUP)))
+        out: dict[str, Any] = {
+            "domain": self.domain,
+            "label_names": list(self.label_names),
+            "input_columns": list(self.input_columns),
+            "rows": rows,
+            "classes": classes,
+        }
+        if domains:
+            out["domains"] = domains
+        if groups:
+            out["groups"] = groups
+        out["bad_records"] = {
+            "policy": self.bad_records.policy,
+            "skipped": len(self.bad_records),
+            "records": self.bad_records.to_json(),
+        }
+        out["fingerprints"] = dict(self.fingerprints)
+        return out
+
+
+def _resolve_domain(domain: Domain | str) -> Domain:
+    from lepton_platform.domains import Domain
+
+    if isinstance(domain, str):
+        from lepton_platform.registry import create_domain
+
+        return create_domain(domain)
+    if not isinstance(domain, Domain):
+        raise ConfigError(
+            f"domain must be a registered domain name or a lepton_platform.domains.Domain, "
+            f"got {type(domain).__name__}"
+        )
+    return domain
+
+
+def _source_list(
+    sources: Mapping[str, Any] | Sequence[Mapping[str, Any] | str | os.PathLike[str]] | str,
+) -> list[Mapping[str, Any]]:
+    if isinstance(sources, Mapping | str | os.PathLike):
+        sources = [sources]
+    out: list[Mapping[str, Any]] = []
+    for i, src in enumerate(sources):
+        if isinstance(src, str | os.PathLike):
+            src = {"path": os.fspath(src)}
+        if not isinstance(src, Mapping):
+            raise ConfigError(
+                f"source {i} must be a mapping such as {{'path': 'data.csv'}}, "
+                f"got {type(src).__name__}"
+            )
+        out.append(src)
+    if not out:
+        raise ConfigError("no data sources given; give at least one, e.g. {'path': 'data.csv'}")
+    return out
+
+
+def _source_name(source: Mapping[str, Any], index: int) -> str:
+    """A name for messages and the default ``domain`` value: the source's domain, else the
+    stem of its path, else its position."""
+    if source.get("domain"):
+        return str(source["domain"])
+    if source.get("path"):
+        path = Path(str(source["path"]))
+        return path.stem or str(path)
+    return f"source{index}"
+
+
+def _normalize(
+    ds: datasets.Dataset,
+    domain: Domain,
+    where: str,
+    bad_records: BadRecords,
+    label_names: Sequence[str] | None,
+) -> datasets.Dataset:
+    """Bring one loaded piece into the standard schema and refuse it when empty."""
+    if not isinstance(ds, datasets.Dataset):
+        raise DataError(
+            f"{where}: domain {domain.name!r} returned {type(ds).__name__}, expected a "
+            "datasets.Dataset or DatasetDict"
+        )
+    if len(ds) == 0:
+        skipped = len(bad_records)
+        extra = f" ({skipped} bad record(s) skipped so far)" if skipped else ""
+        raise DataError(f"{where}: the source holds no rows{extra}; check its path and format")
+    if LABEL in ds.column_names and not isinstance(ds.features[LABEL], datasets.ClassLabel):
+        ds = standardize(
+            ds,
+            input_columns=domain.input_columns,
+            label_names=label_names,
+            source=where,
+            bad_records=bad_records,
+            keep_columns=[c for c in ds.column_names if c not in (*domain.input_columns, LABEL)],
+        )
+    for column in (DOMAIN, GROUP):
+        if column in ds.column_names and ds.features[column] != datasets.Value("string"):
+            ds = ds.cast_column(column, datasets.Value("string"))
+    check_schema(ds, domain.input_columns, where)
+    if len(ds) == 0:
+        raise DataError(
+            f"{where}: no usable rows: all {len(bad_records)} bad record(s) were skipped"
+        )
+    return ds
+
+
+def load_data(
+    domain: Domain | str,
+    sources: Mapping[str, Any] | Sequence[Mapping[str, Any] | str | os.PathLike[str]] | str,
+    *,
+    split: SplitConfig | None = None,
+    on_bad_record: OnBadRecord = "error",
+    label_names: Sequence[str] | None = None,
+) -> DataBundle:
+    """Load every source with ``domain``, combine and split them, and check the splits.
+
+    Each source is a mapping passed to ``domain.load`` (less the data-layer keys ``domain``,
+    the value of the ``domain`` column for its rows, and ``split``, the split it is). Splits a
+    source gives (a ``DatasetDict`` or ``split``) are used as they are; sources without one are
+    added to ``train`` when others give splits, else everything is split by ``split``
+    (seeded, stratified, group-aware when a ``group`` column exists). Several sources, or any
+    source naming a ``domain``, add a ``domain`` column. Labels are unified by name, or mapped
+    to ``label_names`` when given. Raises :class:`DataError` on an empty source, bad records
+    (unless ``on_bad_record="skip"``), unseen classes or groups shared between splits.
+    """
+    dom = _resolve_domain(domain)
+    config = split or SplitConfig()
+    bad = BadRecords(on_bad_record)
+    source_list = _source_list(sources)
+    add_domain = len(source_list) > 1 or any("domain" in s for s in source_list)
+
+    given: dict[str, list[tuple[str, datasets.Dataset]]] = {s: [] for s in SPLITS}
+    pooled: list[tuple[str, datasets.Dataset]] = []
+    for i, src in enumerate(source_list):
+        name = _source_name(src, i)
+        where = f"source {name!r}" if "path" not in src else f"source {name!r} ({src['path']})"
+        wanted = None if src.get("split") is None else normalize_split_name(src["split"], where)
+        loaded = dom.load({k: v for k, v in src.items() if k not in DATA_KEYS}, bad_records=bad)
+        if isinstance(loaded, datasets.DatasetDict):
+            parts = {normalize_split_name(k, where): v for k, v in loaded.items()}
+            if wanted is not None:
+                if wanted not in parts:
+                    raise DataError(
+                        f"{where}: split {wanted!r} was asked for but the source has "
+                        f"{sorted(parts)}"
+                    )
+                parts = {wanted: parts[wanted]}
+        elif wanted is not None:
+            parts = {wanted: loaded}
+        else:
+            parts = {"": loaded}
+        for split_name, part in parts.items():
+            label = f"{where}[{split_name}]" if split_name else where
+            part = _normalize(part, dom, label, bad, label_names)
+            if add_domain and DOMAIN not in part.column_names:
+                part = part.add_column(DOMAIN, [name] * len(part), feature=datasets.Value("string"))
+            (given[split_name] if split_name else pooled).append((label, part))
+
+    everything = [p for _, p in pooled] + [p for parts in given.values() for _, p in parts]
+    with_group = sum(GROUP in p.column_names for p in everything)
+    if 0 < with_group < len(everything):
+        raise DataError(
+            f"only {with_group} of {len(everything)} loaded parts have a {GROUP!r} column; "
+            "give a group column for every source or for none"
+        )
+    names = unified_label_names(everything, label_names)
+
+    def merge(pieces: list[tuple[str, datasets.Dataset]]) -> datasets.Dataset:
+        relabelled = [(n, relabel(p, names, source=n, bad_records=bad)) for n, p in pieces]
+        return combine(relabelled, label_names=names, add_domain=False, bad_records=bad)
+
+    if not any(given.values()):
+        dsd = split_dataset(merge(pooled), config)
+    else:
+        if not given["train"] and not pooled:
+            raise DataError(
+                "the sources give only "
+                + ", ".join(s for s in SPLITS if given[s])
+                + " data and nothing to train on; add a source with split: train or one "
+                "without a split"
+            )
+        present = {
+            s: merge(given[s] + (pooled if s == "train" else []))
+            for s in SPLITS
+            if given[s] or (s == "train" and pooled)
+        }
+        dsd = split_dataset(present, config)
+    check_splits(dsd)
+
+    return DataBundle(
+        train=dsd["train"],
+        validation=dsd["validation"],
+        test=dsd["test"],
+        label_names=names,
+        input_columns=tuple(dom.input_columns),
+        bad_records=bad,
+        fingerprints={s: data_fingerprint(dsd[s]) for s in SPLITS},
+        domain=dom.name,
+    )

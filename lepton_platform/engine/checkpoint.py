@@ -1,0 +1,332 @@
+"""Training checkpoints: written atomically, verified by checksum, never unpickled.
+
+A checkpoint is one folder under ``<output_dir>/checkpoints``::
+
+    step-00000012/            (``step-00000012-end`` when written at the end of an epoch)
+        manifest.json         format version, and the sha256 and size of every other file
+        model.safetensors     the weights (tied tensors stored once, aliases in the metadata)
+        optimizer.safetensors optimiser state tensors, keyed ``<param index>/<name>``
+        optimizer.json        parameter groups and the non-tensor state
+        scheduler.json        learning-rate scheduler state
+        rng-<rank>.json       python and numpy RNG states of each process
+        rng-<rank>.safetensors torch (and CUDA) RNG states of each process
+        trainer.json          position in the data, history, best score, config, fingerprints
+
+Files are written into a hidden temporary folder, flushed, then the folder is renamed into
+place, so a run killed at any moment leaves either the whole checkpoint or none of it. Tensors
+go through safetensors and everything else through JSON: loading a checkpoint runs no code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from lepton_platform.errors import ArtifactError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointWriter",
+    "checkpoint_sort_key",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_json",
+    "load_model_file",
+    "load_optimizer_state",
+    "load_rng",
+    "model_tensors",
+    "optimizer_tensors",
+    "prune_checkpoints",
+    "read_tensors",
+    "rng_to_files",
+    "save_model_file",
+    "verify_checkpoint",
+]
+
+CHECKPOINT_FORMAT = 1
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^step-(\d{8})(-end)?$")
+
+
+# ----------------------------------------------------------------------------- listing
+
+
+def checkpoint_sort_key(path: Path) -> tuple[int, int]:
+    match = _NAME.match(path.name)
+    if match is None:
+        return (-1, -1)
+    return (int(match.group(1)), 1 if match.group(2) else 0)
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Finished checkpoints in ``directory``, oldest first (temporary folders are ignored)."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    return sorted(found, key=checkpoint_sort_key)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(directory: Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``None`` keeps all)."""
+    if keep is None:
+        return
+    for old in list_checkpoints(directory)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- checksums
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """Check every file against the manifest; return the manifest.
+
+    Raises :class:`ArtifactError` naming the file when one is missing, truncated or altered."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(
+            f"checkpoint {path} has no {MANIFEST}: it is incomplete or not a Lepton checkpoint; "
+            "delete this folder to resume from the one before it"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files: dict[str, dict[str, Any]] = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"checkpoint manifest {manifest_path} is unreadable: {exc}") from exc
+    if manifest.get("format") != CHECKPOINT_FORMAT:
+        raise ArtifactError(
+            f"checkpoint {path} has format {manifest.get('format')!r}; this Lepton reads "
+            f"format {CHECKPOINT_FORMAT}"
+        )
+    for name, entry in files.items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"checkpoint file {file} listed in the manifest is missing")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise ArtifactError(
+                f"checkpoint file {file} is truncated or altered: {size} bytes, the manifest "
+                f"says {entry['bytes']}; delete {path} to resume from an earlier checkpoint"
+            )
+        if _sha256(file) != entry["sha256"]:
+            raise ArtifactError(
+                f"checkpoint file {file} does not match its sha256 in {manifest_path} (tampered "
+                f"with or corrupted); delete {path} to resume from an earlier checkpoint"
+            )
+    return dict(manifest)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CheckpointWriter:
+    """Collects files in a temporary folder and renames it into place on :meth:`commit`.
+
+    Used as a context manager: leaving it with an exception removes the temporary folder and
+    leaves every earlier checkpoint untouched."""
+
+    def __init__(self, final: Path, *, tag: str = "") -> None:
+        self.final = final
+        self.tmp = final.parent / f".tmp-{final.name}{tag}"
+        self._files: list[str] = []
+
+    def __enter__(self) -> CheckpointWriter:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.path(name).write_text(json.dumps(data, indent=1, allow_nan=False))
+
+    def write_tensors(
+        self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+    ) -> None:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+            str(self.path(name)),
+            metadata=dict(metadata),
+        )
+
+    def commit(self, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the manifest (a sha256 per file), flush, and rename the folder into place."""
+        files = {}
+        for file in sorted(self.tmp.iterdir()):
+            if file.name == MANIFEST or not file.is_file():
+                continue
+            _fsync(file)
+            files[file.name] = {"sha256": _sha256(file), "bytes": file.stat().st_size}
+        manifest = {"format": CHECKPOINT_FORMAT, "files": files, **(extra or {})}
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        _fsync(self.tmp / MANIFEST)
+        if self.final.exists():  # the same step written again (after a resume): swap it
+            trash = self.final.parent / f".trash-{self.final.name}"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(self.final, trash)
+            os.rename(self.tmp, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(self.tmp, self.final)
+        with contextlib.suppress(OSError):  # directory fsync is not possible everywhere
+            _fsync(self.final.parent)
+        return self.final
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+def model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict with tied tensors stored once; ``aliases`` maps a dropped key to the kept
+    one."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
+    for key, value in model.state_dict().items():
+        ident = (
+            value.untyped_storage().data_ptr(),
+            value.storage_offset(),
+            tuple(value.shape),
+            tuple(value.stride()),
+        )
+        if value.numel() and ident in seen:
+            aliases[key] = seen[ident]
+            continue
+        seen[ident] = key
+        tensors[key] = value
+    return tensors, aliases
+
+
+def save_model_file(writer: CheckpointWriter, name: str, model: nn.Module) -> None:
+    tensors, aliases = model_tensors(model)
+    writer.write_tensors(name, tensors, {"aliases": json.dumps(aliases)})
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file (no code runs while reading)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"cannot read tensors from {path}: {exc}") from exc
+    return tensors, metadata
+
+
+def load_model_file(path: Path, model: nn.Module) -> None:
+    """Load weights saved by :func:`save_model_file`; a shape or key mismatch is named."""
+    tensors, metadata = read_tensors(path)
+    for alias, kept in json.loads(metadata.get("aliases", "{}")).items():
+        tensors[alias] = tensors[kept]
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(
+            f"the weights in {path} do not fit this model (another architecture or head?): {exc}"
+        ) from exc
+
+
+def optimizer_tensors(
+    state_dict: Mapping[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state dict into tensors and a JSON-ready rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}/{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(tensor_path: Path, json_path: Path) -> dict[str, Any]:
+    tensors, _ = read_tensors(tensor_path)
+    rest = load_json(json_path)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, entries in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- RNG
+
+
+def rng_to_files(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """RNG states as JSON (python, numpy) and tensors (torch, CUDA)."""
+    version, internal, gauss = state["python"]
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    data = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+    }
+    tensors = {"torch": state["torch"]}
+    for i, cuda_state in enumerate(state.get("cuda", [])):
+        tensors[f"cuda.{i}"] = cuda_state
+    return data, tensors
+
+
+def load_rng(json_path: Path, tensor_path: Path) -> dict[str, Any]:
+    data = load_json(json_path)
+    tensors, _ = read_tensors(tensor_path)
+    version, internal, gauss = data["python"]
+    kind, keys, pos, has_gauss, cached = data["numpy"]
+    state: dict[str, Any] = {
+        "python": (version, tuple(internal), gauss),
+        "numpy": (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached),
+        "torch": tensors["torch"],
+    }
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda.")]
+    if cuda:
+        state["cuda"] = cuda
+    return state

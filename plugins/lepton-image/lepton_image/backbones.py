@@ -1,0 +1,501 @@
+"""The torchvision ResNet family as Lepton backbones.
+
+:class:`ResNetBackbone` holds the torchvision modules under their torchvision names (``conv1``,
+``bn1``, ``layer1`` ... ``layer4``; no ``fc``), so torchvision checkpoints load key for key and a
+Lepton model's ``backbone.``-prefixed weights load after stripping the prefix.
+
+``pretrained`` is one of:
+
+- ``None``: random initialisation;
+- a torchvision weights name (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ``"DEFAULT"``), fetched
+  by torchvision (it needs a network, or a warm ``$TORCH_HOME`` cache);
+- a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` file (read with ``weights_only=True``), or a
+  folder holding one;
+- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain.
+
+Weights whose shapes differ are reported as matched, missing, unexpected and mismatched keys
+(:attr:`ResNetBackbone.load_report`, logged, and a warning when something was not loaded). The
+stem is adapted where shapes allow: a 7x7 kernel becomes the 3x3 small-input kernel (centre crop,
+rescaled to keep each filter's norm) and RGB filters become 1-channel filters (summed over the
+colour channels, so a grey image gives the responses the RGB image of the same grey gave).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+from lepton_image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Augmentation, ImagePreprocessor
+from lepton_platform.errors import ArtifactError, ConfigError
+from lepton_platform.models import Backbone, LayerGroup
+
+__all__ = ["ARCHITECTURES", "LoadReport", "ResNetBackbone", "adapt_stem_kernel"]
+
+logger = logging.getLogger("lepton_image")
+
+#: name -> (block, blocks per stage, groups, width_per_group), as torchvision builds them
+ARCHITECTURES: dict[str, tuple[type[nn.Module], list[int], int, int]] = {
+    "resnet18": (tv_resnet.BasicBlock, [2, 2, 2, 2], 1, 64),
+    "resnet34": (tv_resnet.BasicBlock, [3, 4, 6, 3], 1, 64),
+    "resnet50": (tv_resnet.Bottleneck, [3, 4, 6, 3], 1, 64),
+    "resnet101": (tv_resnet.Bottleneck, [3, 4, 23, 3], 1, 64),
+    "resnet152": (tv_resnet.Bottleneck, [3, 8, 36, 3], 1, 64),
+    "resnext50_32x4d": (tv_resnet.Bottleneck, [3, 4, 6, 3], 32, 4),
+    "resnext101_32x8d": (tv_resnet.Bottleneck, [3, 4, 23, 3], 32, 8),
+    "wide_resnet50_2": (tv_resnet.Bottleneck, [3, 4, 6, 3], 1, 128),
+    "wide_resnet101_2": (tv_resnet.Bottleneck, [3, 4, 23, 3], 1, 128),
+}
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+@dataclass
+class LoadReport:
+    """What loading a checkpoint did: which keys loaded, which were adapted, which not."""
+
+    source: str
+    matched: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {len(self.matched)} tensors loaded ({len(self.adapted)} adapted), "
+            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.mismatched)} with other shapes"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "matched": len(self.matched),
+            "adapted": self.adapted,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "mismatched": [[k, list(a), list(b)] for k, a, b in self.mismatched],
+        }
+
+
+def adapt_stem_kernel(weight: torch.Tensor, kernel_size: int, in_channels: int) -> torch.Tensor:
+    """Adapt first-convolution weights ``(out, in, k, k)`` to a smaller kernel and another
+    number of input channels.
+
+    The kernel is centre-cropped and rescaled so that each filter keeps its L2 norm. Going to
+    one input channel sums the colour channels (a grey image then gives the responses of the
+    RGB image with that grey in every channel); going to ``n > 3`` channels repeats the mean
+    filter scaled by ``3 / n``.
+    """
+    out = weight.detach().float()
+    size = out.shape[-1]
+    if kernel_size < size:
+        start = (size - kernel_size) // 2
+        crop = out[..., start : start + kernel_size, start : start + kernel_size]
+        full_norm = out.flatten(1).norm(dim=1)
+        crop_norm = crop.flatten(1).norm(dim=1).clamp_min(1e-8)
+        out = crop * (full_norm / crop_norm).view(-1, 1, 1, 1)
+    elif kernel_size > size:
+        raise ConfigError(f"cannot grow a {size}x{size} stem kernel to {kernel_size}x{kernel_size}")
+    have = out.shape[1]
+    if in_channels != have:
+        if in_channels == 1:
+            out = out.sum(dim=1, keepdim=True)
+        else:
+            out = out.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * (have / in_channels)
+    return out.to(weight.dtype).contiguous()
+
+
+class _NarrowResNet(tv_resnet.ResNet):  # type: ignore[misc]
+    """torchvision's ResNet with ``width`` channels in the stem instead of 64 (all stages
+    scale with it). Only tiny test models use it; ``width=64`` is the standard network."""
+
+    def __init__(
+        self,
+        block: type[tv_resnet.BasicBlock | tv_resnet.Bottleneck],
+        layers: list[int],
+        width: int,
+        groups: int,
+        width_per_group: int,
+    ) -> None:
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes = width
+        self.dilation = 1
+        self.groups = groups
+        self.base_width = width_per_group
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8 * block.expansion, 1000)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.constant_(module.weight, 1)
+                nn.init.constant_(module.bias, 0)
+
+
+class ResNetBackbone(Backbone):
+    """A torchvision ResNet / ResNeXt / Wide ResNet mapping ``pixel_values`` ``(B, C, H, W)``
+    to pooled features ``(B, feature_dim)``.
+
+    Example::
+
+        backbone = ResNetBackbone("resnet18", pretrained="IMAGENET1K_V1")
+        backbone = ResNetBackbone("resnet18", pretrained=None, small_input=True, image_size=32,
+                                  in_channels=1)
+        features = backbone(**backbone.example_batch(4))          # (4, 512)
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        pretrained: str | os.PathLike[str] | None = None,
+        *,
+        small_input: bool = False,
+        in_channels: int = 3,
+        image_size: int | None = None,
+        resize_size: int | None = None,
+        width: int = 64,
+        blocks: Sequence[int] | None = None,
+        augmentation: Mapping[str, Any] | bool | None = None,
+        channels_last: bool = False,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown ResNet architecture {arch!r}; known: {sorted(ARCHITECTURES)}"
+            )
+        if in_channels < 1:
+            raise ConfigError(f"in_channels must be positive, got {in_channels}")
+        if width < 1 or (width != 64 and width % 2):
+            raise ConfigError(f"width must be 64 (standard) or a positive even number, got {width}")
+        block, layers, groups, width_per_group = ARCHITECTURES[arch]
+        if blocks is not None:
+            if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
+                raise ConfigError(f"blocks must be 4 positive counts (one per stage), got {blocks}")
+            layers = [int(b) for b in blocks]
+        self.blocks = None if blocks is None else list(layers)
+        if groups > 1 and (width * width_per_group) // 64 < 1:
+            raise ConfigError(f"{arch}: width {width} is too narrow for {groups} groups")
+        self.arch = arch
+        self.small_input = bool(small_input)
+        self.in_channels = int(in_channels)
+        self.width = int(width)
+        self.channels_last = bool(channels_last)
+        self.augmentation = Augmentation.from_options(augmentation)
+        default_size = 32 if self.small_input else 224
+        self.image_size = int(image_size or default_size)
+        if resize_size is None:
+            resize_size = (
+                self.image_size if self.small_input else round(self.image_size * 256 / 224)
+            )
+        self.resize_size = int(resize_size)
+        self.zero_init_residual = bool(zero_init_residual)
+        self.mean: tuple[float, ...] = IMAGENET_MEAN
+        self.std: tuple[float, ...] = IMAGENET_STD
+
+        if self.width == 64 and self.blocks is None:
+            net: tv_resnet.ResNet = tv_resnet.ResNet(
+                block,
+                layers,
+                groups=groups,
+                width_per_group=width_per_group,
+                zero_init_residual=self.zero_init_residual,
+            )
+        else:
+            net = _NarrowResNet(block, layers, self.width, groups, width_per_group)
+        stem_width = net.conv1.out_channels
+        if self.small_input:
+            net.conv1 = nn.Conv2d(self.in_channels, stem_width, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif self.in_channels != 3:
+            net.conv1 = nn.Conv2d(self.in_channels, stem_width, 7, stride=2, padding=3, bias=False)
+        if self.small_input or self.in_channels != 3:
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.conv1 = net.conv1
+        self.bn1 = net.bn1
+        self.relu = net.relu
+        self.maxpool = net.maxpool
+        self.layer1 = net.layer1
+        self.layer2 = net.layer2
+        self.layer3 = net.layer3
+        self.layer4 = net.layer4
+        self.avgpool = net.avgpool
+        self.feature_dim = int(net.fc.in_features)
+        self.pretrained = None if pretrained is None else os.fspath(pretrained)
+        self.load_report: LoadReport | None = None
+        if pretrained is not None:
+            self.load_pretrained(pretrained)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # -- forward and structure ---------------------------------------------------------------
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled features of ``pixel_values`` ``(B, in_channels, H, W)``."""
+        if "pixel_values" not in inputs:
+            raise ConfigError(
+                f"{self.arch} reads 'pixel_values' (from its preprocessor's collate); "
+                f"got {sorted(inputs)}"
+            )
+        x = inputs["pixel_values"]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def layer_groups(self) -> list[LayerGroup]:
+        return [
+            LayerGroup("stem", (self.conv1, self.bn1)),
+            LayerGroup("layer1", (self.layer1,)),
+            LayerGroup("layer2", (self.layer2,)),
+            LayerGroup("layer3", (self.layer3,)),
+            LayerGroup("layer4", (self.layer4,)),
+        ]
+
+    def preprocessor(self) -> ImagePreprocessor:
+        channels = 1 if self.in_channels == 1 else 3
+        mean = self.mean if channels == 3 else (sum(self.mean) / 3,)
+        std = self.std if channels == 3 else (sum(self.std) / 3,)
+        if self.in_channels not in (1, 3):
+            raise ConfigError(
+                f"{self.arch}: the image preprocessor makes 1- or 3-channel batches; a "
+                f"{self.in_channels}-channel backbone needs its own preprocessor"
+            )
+        return ImagePreprocessor(
+            image_size=self.image_size,
+            resize_size=self.resize_size,
+            mean=mean,
+            std=std,
+            channels=channels,
+            augmentation=self.augmentation,
+            channels_last=self.channels_last,
+        )
+
+    def config(self) -> dict[str, Any]:
+        aug = self.augmentation
+        return {
+            "small_input": self.small_input,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "resize_size": self.resize_size,
+            "width": self.width,
+            "blocks": self.blocks,
+            "augmentation": {
+                "enabled": aug.enabled,
+                "scale": list(aug.scale),
+                "ratio": list(aug.ratio),
+                "hflip": aug.hflip,
+            },
+            "channels_last": self.channels_last,
+            "zero_init_residual": self.zero_init_residual,
+        }
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        size = self.image_size
+        pixels = torch.randn(batch_size, self.in_channels, size, size)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return {"pixel_values": pixels}
+
+    # -- pretrained weights ------------------------------------------------------------------
+
+    def load_pretrained(self, pretrained: str | os.PathLike[str]) -> LoadReport:
+        """Load weights from a torchvision weights name, a file, or a folder (see the module
+        docstring); returns and keeps the :class:`LoadReport`."""
+        source = os.fspath(pretrained)
+        path = Path(source)
+        if path.exists():
+            state, stats = _read_local(path)
+            if stats is not None:
+                self.mean, self.std = stats
+        elif _looks_like_path(source):
+            raise ArtifactError(
+                f"pretrained weights {source!r} do not exist (give an existing .safetensors/.pth "
+                "file or folder, a torchvision weights name such as 'IMAGENET1K_V1', or None)"
+            )
+        else:
+            state = self._torchvision_state(source)
+        report = self.load_state(state, source=source)
+        return report
+
+    def _torchvision_state(self, name: str) -> dict[str, torch.Tensor]:
+        """Fetch torchvision's weights (needs a network or a warm ``$TORCH_HOME`` cache)."""
+        from torchvision.models import get_model_weights
+
+        enum = get_model_weights(self.arch)
+        try:
+            weights = enum.DEFAULT if name.upper() == "DEFAULT" else enum[name]
+        except KeyError:
+            known = ", ".join(["DEFAULT", *(w.name for w in enum)])
+            raise ConfigError(
+                f"{self.arch} has no torchvision weights {name!r}; known: {known}"
+            ) from None
+        transforms = getattr(weights.transforms, "keywords", {})
+        if not self.small_input:
+            crop = int(transforms.get("crop_size", self.image_size))
+            if self.image_size == 224 and crop != 224:
+                self.image_size = crop
+            if self.resize_size == 256 and "resize_size" in transforms:
+                self.resize_size = int(transforms["resize_size"])
+        self.mean = tuple(transforms.get("mean", IMAGENET_MEAN))
+        self.std = tuple(transforms.get("std", IMAGENET_STD))
+        try:
+            state: dict[str, torch.Tensor] = weights.get_state_dict(progress=False)
+        except Exception as exc:  # network errors come in many types
+            raise ArtifactError(
+                f"could not fetch torchvision weights {self.arch}.{weights.name}: {exc}. They "
+                "need a network (or the file in $TORCH_HOME/hub/checkpoints); pass a local "
+                "weights file instead when offline"
+            ) from exc
+        return state
+
+    def load_state(
+        self, state: Mapping[str, torch.Tensor], *, source: str = "state dict"
+    ) -> LoadReport:
+        """Load a torchvision-named state dict (``fc.*`` head keys and a ``backbone.`` prefix
+        are handled), adapting the stem; report what matched."""
+        if any(k.startswith("backbone.") for k in state):  # a whole Lepton TransferModel
+            state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
+        own = self.state_dict()
+        report = LoadReport(source=source)
+        loadable: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            if key not in own:
+                if not key.startswith("fc."):
+                    report.unexpected.append(key)
+                continue
+            target = own[key]
+            if tuple(value.shape) == tuple(target.shape):
+                loadable[key] = value
+                report.matched.append(key)
+            elif key == "conv1.weight" and value.ndim == 4 and value.shape[0] == target.shape[0]:
+                try:
+                    adapted = adapt_stem_kernel(value, target.shape[-1], target.shape[1])
+                except ConfigError:
+                    report.mismatched.append((key, tuple(target.shape), tuple(value.shape)))
+                    continue
+                loadable[key] = adapted
+                report.matched.append(key)
+                report.adapted.append(key)
+            else:
+                report.mismatched.append((key, tuple(target.shape), tuple(value.shape)))
+        report.missing = [
+            k for k in own if k not in loadable and not k.endswith("num_batches_tracked")
+        ]
+        with torch.no_grad():
+            for key, value in loadable.items():
+                own[key].copy_(value.to(own[key].dtype))
+        self.load_report = report
+        logger.info("%s", report.summary())
+        if report.missing or report.mismatched or report.unexpected:
+            warnings.warn(
+                f"{self.arch}: {report.summary()}; missing: {report.missing[:5]}, "
+                f"with other shapes: {[k for k, _, _ in report.mismatched][:5]}, "
+                f"unexpected: {report.unexpected[:5]}",
+                stacklevel=3,
+            )
+        return report
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        os.sep in source
+        or "/" in source
+        or source.endswith(_WEIGHT_SUFFIXES)
+        or source.startswith(".")
+    )
+
+
+def _read_local(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], tuple[tuple[float, ...], tuple[float, ...]] | None]:
+    """State dict (and normalisation stats when a Lepton manifest has them) from a file or a
+    folder."""
+    stats = None
+    if path.is_dir():
+        manifest = path / "lepton.json"
+        if manifest.is_file():
+            stats = _stats_from_manifest(manifest)
+            weights = path / "model.safetensors"
+            if not weights.is_file():
+                raise ArtifactError(f"{path}: Lepton model folder without model.safetensors")
+            state = _read_file(weights)
+            backbone = {
+                k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")
+            }
+            if not backbone:
+                raise ArtifactError(f"{weights}: no 'backbone.' weights in this Lepton model")
+            return backbone, stats
+        candidates = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+        if len(candidates) != 1:
+            raise ArtifactError(
+                f"{path}: expected one weights file ({', '.join(_WEIGHT_SUFFIXES)}) or a Lepton "
+                "model folder (lepton.json + model.safetensors); found "
+                f"{[p.name for p in candidates]}"
+            )
+        path = candidates[0]
+    return _read_file(path), stats
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path), device="cpu"))
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path}: cannot read weights ({exc}); .pth files are read with weights_only=True, "
+            "so pickled objects other than tensors are refused"
+        ) from exc
+    if isinstance(loaded, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping):
+                loaded = inner
+                break
+        tensors = {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
+    raise ArtifactError(f"{path}: no state dict of tensors in this file")
+
+
+def _stats_from_manifest(manifest: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{manifest}: unreadable Lepton manifest ({exc})") from exc
+    prep = data.get("preprocessing") if isinstance(data, dict) else None
+    if isinstance(prep, dict) and "config" in prep and isinstance(prep["config"], dict):
+        prep = prep["config"]
+    if (
+        isinstance(prep, dict)
+        and isinstance(prep.get("mean"), list)
+        and isinstance(prep.get("std"), list)
+    ):
+        mean, std = prep["mean"], prep["std"]
+        if len(mean) == 3 and len(std) == 3:
+            return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    return None

@@ -1,0 +1,525 @@
+"""The ``image`` domain: image sources read into the standard schema.
+
+The schema: ``image`` (a ``datasets.Image(decode=False)`` column of ``{"bytes", "path"}``
+references: files by absolute path, arrays and in-memory images as lossless PNG bytes; the
+preprocessor decodes them with the plugin's rules, and ``ds.cast_column("image",
+datasets.Image())`` shows them as PIL images), ``label`` (``ClassLabel``; for
+multi-label sources a ``List(ClassLabel)`` of the labels present), and ``group`` when the source
+names one. Every image is opened and decoded once while loading, so a bad file stops the run (or
+is skipped and listed) here, with its path, rather than deep inside preprocessing.
+
+Sources (``format`` is inferred from ``path`` when omitted)::
+
+    {"path": "pets/"}                                  # one subfolder per class
+    {"path": "labels.csv"}                             # columns path,label (paths relative to it)
+    {"path": "labels.json"}                            # a list of {"path", "label"} or JSON lines
+    {"path": "saved/", "format": "hf"}                 # datasets.save_to_disk output
+    {"dataset": hf_dataset, "image_column": "img"}     # a datasets.Dataset object
+    {"path": "digits.npz"}                             # arrays "images" (N,H,W[,C]) and "labels"
+    {"images": array, "labels": array, "label_names": [...]}
+
+Multi-label: ``{"path": "tags.csv", "multi_label": true}`` with labels separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from lepton_image.decode import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    array_to_image,
+    check_image,
+    encode_png,
+)
+from lepton_platform.data import BadRecords
+from lepton_platform.domains import Domain
+from lepton_platform.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["ImageDomain"]
+
+_IMAGE_COLUMNS = ("image", "path", "file", "filename", "img", "image_path")
+_LABEL_COLUMNS = ("label", "labels", "class", "target")
+_FORMATS = ("folder", "csv", "json", "hf", "numpy")
+
+
+class ImageDomain(Domain):
+    """Reads images from folders, CSV/JSON lists, saved datasets and arrays.
+
+    ``max_pixels`` is the decompression-bomb guard (an image with more pixels is a bad record);
+    ``verify="decode"`` decodes every image while loading (catches truncated files),
+    ``verify="header"`` only reads headers (faster on large folders).
+    """
+
+    name = "image"
+    input_columns = ("image",)
+
+    def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: str = "decode") -> None:
+        if not isinstance(max_pixels, int) or max_pixels <= 0:
+            raise ConfigError(f"image domain: max_pixels must be a positive int, got {max_pixels}")
+        if verify not in ("decode", "header"):
+            raise ConfigError(f"image domain: verify must be 'decode' or 'header', got {verify!r}")
+        self.max_pixels = max_pixels
+        self.verify = verify
+
+    def check_file(self, path: str | os.PathLike[str]) -> None:
+        """Raise :class:`DataError` naming ``path`` unless it is an image this domain reads."""
+        try:
+            check_image(os.fspath(path), max_pixels=self.max_pixels, decode=self.verify == "decode")
+        except ImageReadError as exc:
+            raise DataError(f"{os.fspath(path)}: {exc.reason}") from exc
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source into the standard schema (see the module docstring)."""
+        if not isinstance(source, Mapping):
+            raise ConfigError(f"an image source must be a mapping, got {type(source).__name__}")
+        fmt = self._format(source)
+        if fmt == "folder":
+            return self._load_folder(source, bad_records)
+        if fmt in ("csv", "json"):
+            return self._load_table(source, fmt, bad_records)
+        if fmt == "hf":
+            return self._load_hf(source, bad_records)
+        return self._load_numpy(source, bad_records)
+
+    def _format(self, source: Mapping[str, Any]) -> str:
+        fmt = source.get("format")
+        if fmt is not None:
+            if fmt not in _FORMATS:
+                raise ConfigError(
+                    f"image source format {fmt!r} is unknown; use one of {', '.join(_FORMATS)}"
+                )
+            return str(fmt)
+        if "dataset" in source:
+            return "hf"
+        if "images" in source:
+            return "numpy"
+        if "path" not in source:
+            raise ConfigError(
+                "an image source needs 'path' (folder, .csv, .json, .npz or saved dataset), "
+                f"'dataset' or 'images'; got keys {sorted(source)}"
+            )
+        path = Path(str(source["path"]))
+        if not path.exists():
+            raise DataError(f"{path}: image source does not exist")
+        if path.is_dir():
+            saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+            return "hf" if saved else "folder"
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".tsv"):
+            return "csv"
+        if suffix in (".json", ".jsonl"):
+            return "json"
+        if suffix == ".npz":
+            return "numpy"
+        raise ConfigError(
+            f"{path}: cannot tell the format of this image source from its extension; "
+            f"set format to one of {', '.join(_FORMATS)}"
+        )
+
+    def _check(self, source: Any, where: str, row: int | str | None, bad: BadRecords) -> bool:
+        try:
+            check_image(source, max_pixels=self.max_pixels, decode=self.verify == "decode")
+        except ImageReadError as exc:
+            bad.add(where, row, exc.reason)
+            return False
+        return True
+
+    def _load_folder(self, source: Mapping[str, Any], bad: BadRecords) -> datasets.Dataset:
+        root = Path(str(source["path"])).resolve()
+        if not root.is_dir():
+            raise DataError(f"{root}: not a folder (an image folder has one subfolder per class)")
+        classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(
+                f"{root}: no class subfolders; put the images of each class in root/<class>/"
+            )
+        paths: list[str] = []
+        labels: list[str] = []
+        kept: list[str] = []
+        for folder in classes:
+            files = sorted(
+                p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+            )
+            good = 0
+            for file in files:
+                if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                    bad.add(
+                        str(file), None, f"not an image file extension ({file.suffix or 'none'})"
+                    )
+                    continue
+                if self._check(str(file), str(file), None, bad):
+                    paths.append(str(file))
+                    labels.append(folder.name)
+                    good += 1
+            if good == 0:
+                bad.add(str(folder), None, "class folder has no readable images")
+            else:
+                kept.append(folder.name)
+        names = _given_names(source) or kept
+        return self._build(
+            paths, labels, names, None, False, str(root), bad, fingerprint_files=True
+        )
+
+    def _load_table(self, source: Mapping[str, Any], fmt: str, bad: BadRecords) -> datasets.Dataset:
+        file = Path(str(source["path"])).resolve()
+        rows = _read_rows(file, fmt)
+        if not rows:
+            raise DataError(f"{file}: no rows")
+        columns = list(rows[0])
+        image_col = _pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, file, "image")
+        label_col = _pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
+        group_col = source.get("group_column")
+        if group_col is not None and group_col not in columns:
+            raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
+        multi = bool(source.get("multi_label", False))
+        sep = str(source.get("label_separator", ";"))
+        base = file.parent
+        paths: list[str] = []
+        labels: list[Any] = []
+        groups: list[str] = []
+        for index, row in enumerate(rows):
+            line = index + 2 if fmt == "csv" else index + 1  # the CSV header is line 1
+            raw_path, raw_label = row.get(image_col), row.get(label_col)
+            if raw_path in (None, ""):
+                bad.add(str(file), line, f"empty {image_col!r}")
+                continue
+            if raw_label is None or (raw_label == "" and not multi):
+                bad.add(str(file), line, f"empty {label_col!r}")
+                continue
+            path = (base / str(raw_path)).resolve()
+            if not self._check(str(path), f"{file} ({path})", line, bad):
+                continue
+            paths.append(str(path))
+            if multi:
+                parts = raw_label if isinstance(raw_label, list) else str(raw_label).split(sep)
+                labels.append([str(p).strip() for p in parts if str(p).strip()])
+            else:
+                labels.append(str(raw_label))
+            if group_col is not None:
+                groups.append(str(row.get(group_col, "")))
+        names = _given_names(source) or _names_from(labels, multi)
+        return self._build(
+            paths, labels, names, groups or None, multi, str(file), bad, fingerprint_files=True
+        )
+
+    def _load_hf(
+        self, source: Mapping[str, Any], bad: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        import datasets
+
+        if "dataset" in source:
+            data = source["dataset"]
+            where = (
+                f"dataset {getattr(getattr(data, 'info', None), 'dataset_name', None) or 'object'}"
+            )
+        else:
+            where = str(Path(str(source["path"])).resolve())
+            try:
+                data = datasets.load_from_disk(where)
+            except (FileNotFoundError, ValueError) as exc:
+                raise DataError(f"{where}: not a saved dataset ({exc})") from exc
+        if isinstance(data, datasets.DatasetDict):
+            return datasets.DatasetDict(
+                {
+                    split: self._hf_split(ds, source, f"{where}[{split}]", bad)
+                    for split, ds in data.items()
+                }
+            )
+        if not isinstance(data, datasets.Dataset):
+            raise ConfigError(
+                f"image source 'dataset' must be a datasets.Dataset or DatasetDict, "
+                f"got {type(data).__name__}"
+            )
+        return self._hf_split(data, source, where, bad)
+
+    def _hf_split(
+        self, data: datasets.Dataset, source: Mapping[str, Any], where: str, bad: BadRecords
+    ) -> datasets.Dataset:
+        import datasets
+
+        columns = list(data.column_names)
+        image_col = _pick_column(
+            source.get("image_column"), _IMAGE_COLUMNS, columns, where, "image"
+        )
+        label_col = _pick_column(
+            source.get("label_column"), _LABEL_COLUMNS, columns, where, "label"
+        )
+        feature = data.features[image_col]
+        if isinstance(feature, datasets.Image):
+            raw = data.cast_column(image_col, datasets.Image(decode=False))[image_col]
+        elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            raw = list(data[image_col])
+        else:
+            raise DataError(
+                f"{where}: column {image_col!r} is {feature}, not an Image column or file paths"
+            )
+        label_feature = data.features[label_col]
+        raw_labels = list(data[label_col])
+        multi = bool(source.get("multi_label", False)) or isinstance(
+            label_feature, datasets.Sequence | datasets.List
+        )
+        inner = getattr(label_feature, "feature", label_feature)
+        feature_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
+        images: list[dict[str, Any]] = []
+        labels: list[Any] = []
+        for row, (item, label) in enumerate(zip(raw, raw_labels, strict=True)):
+            if item is None:
+                bad.add(where, row, f"no image in {image_col!r}")
+                continue
+            if not self._check(item, where, row, bad):
+                continue
+            images.append(item if isinstance(item, dict) else {"path": str(item), "bytes": None})
+            if feature_names is not None:
+                labels.append(
+                    [feature_names[i] for i in label] if multi else feature_names[int(label)]
+                )
+            else:
+                labels.append([str(x) for x in label] if multi else str(label))
+        names = _given_names(source) or feature_names or _names_from(labels, multi)
+        return self._build(images, labels, names, None, multi, where, bad, fingerprint_files=False)
+
+    def _load_numpy(self, source: Mapping[str, Any], bad: BadRecords) -> datasets.Dataset:
+        if "images" in source:
+            images = np.asarray(source["images"])
+            if "labels" not in source:
+                raise ConfigError("a NumPy image source needs 'labels' beside 'images'")
+            labels = np.asarray(source["labels"])
+            where = "arrays"
+        else:
+            file = Path(str(source["path"])).resolve()
+            where = str(file)
+            with np.load(file, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                ikey = str(source.get("images_key", "images"))
+                lkey = str(source.get("labels_key", "labels"))
+                for key in (ikey, lkey):
+                    if key not in keys:
+                        raise DataError(f"{file}: no array {key!r}; arrays present: {keys}")
+                images, labels = archive[ikey], archive[lkey]
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
+            raise DataError(
+                f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C) "
+                "with C in 1, 3, 4"
+            )
+        if len(labels) != len(images):
+            raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
+        value_range = source.get("value_range")
+        if value_range is None and images.dtype != np.uint8:
+            finite = images[np.isfinite(images)] if images.dtype.kind == "f" else images
+            low, high = float(finite.min(initial=0)), float(finite.max(initial=0))
+            value_range = (min(low, 0.0), high if high > 1.0 else 1.0)
+        rng = None if value_range is None else (float(value_range[0]), float(value_range[1]))
+        given = _given_names(source)
+        stored: list[dict[str, Any]] = []
+        names_out: list[str] = []
+        for row, (array, label) in enumerate(zip(images, labels, strict=True)):
+            if images.dtype.kind == "f" and not np.isfinite(array).all():
+                bad.add(where, row, "image has NaN or infinite values")
+                continue
+            stored.append({"bytes": encode_png(array_to_image(array, rng)), "path": None})
+            names_out.append(_label_name(label, given))
+        if given is not None:
+            names = given
+        elif labels.dtype.kind in "iu":
+            names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
+        else:
+            names = _names_from(names_out, False)
+        return self._build(
+            stored, names_out, names, None, False, where, bad, fingerprint_files=False
+        )
+
+    # -- building the dataset ----------------------------------------------------------------
+
+    def _build(
+        self,
+        images: Sequence[Any],
+        labels: Sequence[Any],
+        names: Sequence[str],
+        groups: Sequence[str] | None,
+        multi: bool,
+        where: str,
+        bad: BadRecords,
+        *,
+        fingerprint_files: bool,
+    ) -> datasets.Dataset:
+        import datasets
+
+        index = {name: i for i, name in enumerate(names)}
+        rows_images: list[Any] = []
+        rows_labels: list[Any] = []
+        rows_groups: list[str] = []
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            wanted = label if multi else [label]
+            unknown = [x for x in wanted if x not in index]
+            if unknown:
+                ref = image if isinstance(image, str) else image.get("path") or where
+                bad.add(str(ref), i, f"label(s) {unknown} not in label_names {list(names)}")
+                continue
+            rows_images.append(
+                image if not isinstance(image, str) else {"path": image, "bytes": None}
+            )
+            rows_labels.append([index[x] for x in wanted] if multi else index[label])
+            if groups is not None:
+                rows_groups.append(groups[i])
+        if not rows_images:
+            raise DataError(f"{where}: no readable images ({len(bad)} bad records)")
+        class_label = datasets.ClassLabel(names=list(names))
+        features = {
+            "image": datasets.Image(decode=False),
+            "label": datasets.List(class_label) if multi else class_label,
+        }
+        data: dict[str, list[Any]] = {"image": rows_images, "label": rows_labels}
+        if groups is not None:
+            features["group"] = datasets.Value("string")
+            data["group"] = rows_groups
+        ds = datasets.Dataset.from_dict(data, features=datasets.Features(features))
+        if fingerprint_files:
+            # Files are referenced by path: fold their sizes and times into the fingerprint so
+            # that the preprocessing cache is not reused after a file changes in place.
+            digest = hashlib.sha256(ds._fingerprint.encode())
+            for item in rows_images:
+                stat = os.stat(item["path"])
+                digest.update(f"{item['path']}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            ds = datasets.Dataset(ds.data, info=ds.info, fingerprint=digest.hexdigest()[:32])
+        return ds
+
+    # -- prediction inputs and examples ------------------------------------------------------
+
+    def from_inputs(self, inputs: Sequence[Any]) -> datasets.Dataset:
+        """Paths, PIL images, arrays ``(H, W[, C])`` or ``{"bytes", "path"}`` references (the
+        values of an ``image`` column) as a dataset with an ``image`` column."""
+        import datasets
+
+        if isinstance(inputs, str | os.PathLike | Image.Image | np.ndarray) and not (
+            isinstance(inputs, np.ndarray) and inputs.ndim == 4
+        ):
+            inputs = [inputs]
+        stored: list[dict[str, Any]] = []
+        for i, item in enumerate(inputs):
+            where = f"input {i}"
+            try:
+                if isinstance(item, str | os.PathLike):
+                    path = os.path.abspath(os.fspath(item))
+                    where = f"input {i} ({path})"
+                    check_image(path, max_pixels=self.max_pixels)
+                    stored.append({"path": path, "bytes": None})
+                elif isinstance(item, Image.Image):
+                    check_image(encoded := encode_png(item), max_pixels=self.max_pixels)
+                    stored.append({"bytes": encoded, "path": None})
+                elif isinstance(item, Mapping) and ("bytes" in item or "path" in item):
+                    reference = {"bytes": item.get("bytes"), "path": item.get("path")}
+                    check_image(reference, max_pixels=self.max_pixels)
+                    stored.append(reference)
+                elif isinstance(item, np.ndarray):
+                    stored.append({"bytes": encode_png(array_to_image(item)), "path": None})
+                else:
+                    raise DataError(
+                        f"{where}: the image domain reads file paths, PIL images or arrays, "
+                        f"not {type(item).__name__}"
+                    )
+            except ImageReadError as exc:
+                raise DataError(f"{where}: {exc.reason}") from exc
+        return datasets.Dataset.from_dict(
+            {"image": stored}, features=datasets.Features({"image": datasets.Image(decode=False)})
+        )
+
+    def example_dataset(
+        self, num_examples: int, label_names: Sequence[str], seed: int = 0
+    ) -> datasets.Dataset:
+        """Small 16x16 RGB images whose mean colour depends on the label (learnable)."""
+        import datasets
+
+        names = [str(n) for n in label_names]
+        rng = np.random.default_rng(seed)
+        colours = rng.integers(0, 256, size=(len(names), 3))
+        images: list[dict[str, Any]] = []
+        labels: list[int] = []
+        for i in range(num_examples):
+            label = i % len(names)
+            noise = rng.normal(0, 30, size=(16, 16, 3))
+            pixels = np.clip(colours[label] + noise, 0, 255).astype(np.uint8)
+            images.append({"bytes": encode_png(Image.fromarray(pixels)), "path": None})
+            labels.append(label)
+        features = datasets.Features(
+            {"image": datasets.Image(decode=False), "label": datasets.ClassLabel(names=names)}
+        )
+        return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def _given_names(source: Mapping[str, Any]) -> list[str] | None:
+    names = source.get("label_names")
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise ConfigError(f"label_names must be a list of names, got {names!r}")
+    return [str(n) for n in names]
+
+
+def _names_from(labels: Sequence[Any], multi: bool) -> list[str]:
+    found: set[str] = set()
+    for label in labels:
+        found.update(label if multi else [label])
+    return sorted(found)
+
+
+def _label_name(label: Any, given: list[str] | None) -> str:
+    if isinstance(label, np.integer | int) and given is not None and 0 <= int(label) < len(given):
+        return given[int(label)]
+    if isinstance(label, np.integer | np.floating) and float(label).is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def _pick_column(
+    wanted: Any, candidates: Sequence[str], columns: Sequence[str], where: Any, what: str
+) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise ConfigError(f"{where}: {what}_column {wanted!r} not in columns {list(columns)}")
+        return str(wanted)
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DataError(
+        f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
+        f"{list(columns)}); set {what}_column in the source"
+    )
+
+
+def _read_rows(file: Path, fmt: str) -> list[dict[str, Any]]:
+    if not file.is_file():
+        raise DataError(f"{file}: file does not exist")
+    if fmt == "csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            dialect = "excel-tab" if file.suffix.lower() == ".tsv" else "excel"
+            return [dict(row) for row in csv.DictReader(handle, dialect=dialect)]
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            loaded = json.loads(text)
+            rows = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{file}: invalid JSON ({exc})") from exc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{file}: expected a list of objects with image path and label")
+    return rows

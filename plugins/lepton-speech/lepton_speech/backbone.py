@@ -1,0 +1,457 @@
+"""The wav2vec2 family (wav2vec2, HuBERT, WavLM) as Lepton backbones.
+
+The three share one shape in ``transformers``: a convolutional feature encoder on the raw
+waveform (``feature_extractor``), a feature projection, and a transformer encoder
+(``encoder.layers``). One class serves them all. Pooled features are the masked mean of the last
+hidden states over the frames that hold audio (padding excluded).
+
+Fine-tuning keeps the convolutional feature encoder frozen by default, as is usual for wav2vec2:
+its parameters get ``requires_grad = False`` when the backbone is built
+(``train_feature_encoder=True`` trains it). A strategy that sets ``requires_grad`` on every
+parameter itself overrides this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from lepton_platform.errors import ArtifactError, ConfigError
+from lepton_platform.models import Backbone, LayerGroup
+from lepton_speech.preprocess import Augmentation, SpeechPreprocessor
+
+__all__ = [
+    "FAMILIES",
+    "HUB_IDS",
+    "SpeechBackbone",
+    "build_backbone",
+]
+
+log = logging.getLogger(__name__)
+
+#: model_type -> (config class, model class) in ``transformers``.
+FAMILIES: dict[str, tuple[str, str]] = {
+    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+    "hubert": ("HubertConfig", "HubertModel"),
+    "wavlm": ("WavLMConfig", "WavLMModel"),
+}
+
+#: Registered name -> (family, Hub id used for ``pretrained=True``).
+HUB_IDS: dict[str, tuple[str, str]] = {
+    "wav2vec2-base": ("wav2vec2", "facebook/wav2vec2-base"),
+    "hubert-base": ("hubert", "facebook/hubert-base-ls960"),
+    "wavlm-base": ("wavlm", "microsoft/wavlm-base"),
+}
+
+_DROP_KEYS = ("transformers_version", "architectures", "_name_or_path", "id2label", "label2id")
+
+
+def _classes(family: str) -> tuple[Any, Any]:
+    import transformers
+
+    if family not in FAMILIES:
+        raise ConfigError(
+            f"unknown speech model family {family!r}; supported: {', '.join(FAMILIES)}"
+        )
+    config_name, model_name = FAMILIES[family]
+    return getattr(transformers, config_name), getattr(transformers, model_name)
+
+
+def receptive_field(conv_kernel: Any, conv_stride: Any) -> int:
+    """Samples the convolutional encoder needs to produce one frame (400 for wav2vec2)."""
+    field = 1
+    for kernel, stride in reversed(list(zip(conv_kernel, conv_stride, strict=True))):
+        field = (field - 1) * int(stride) + int(kernel)
+    return field
+
+
+class _Params(nn.Module):
+    """Holds bare parameters (``masked_spec_embed``) so that a layer group can name them."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        super().__init__()
+        for i, param in enumerate(params):
+            self.register_parameter(f"p{i}", param)
+
+
+class SpeechBackbone(Backbone):
+    """A wav2vec2-family encoder with masked mean pooling over frames.
+
+    ``forward(input_values, attention_mask)`` takes what :class:`SpeechPreprocessor` collates.
+    The attention mask is handed to the transformer only when the model's feature encoder uses
+    layer norm (``feat_extract_norm="layer"``), as Hugging Face's feature extractors do; the base
+    models (group norm) were trained on zero-padded batches without one. Pooling always uses it.
+    """
+
+    #: The ``transformers`` model (``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``).
+    model: Any
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        family: str,
+        train_feature_encoder: bool = False,
+        sampling_rate: int = 16000,
+        max_duration: float = 10.0,
+        do_normalize: bool = True,
+        augment: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.family = family
+        self.feature_dim = int(self.model.config.hidden_size)
+        self.train_feature_encoder = bool(train_feature_encoder)
+        self.sampling_rate = int(sampling_rate)
+        self.max_duration = float(max_duration)
+        self.do_normalize = bool(do_normalize)
+        self.augment = Augmentation.from_options(augment)
+        self.min_samples = receptive_field(
+            self.model.config.conv_kernel, self.model.config.conv_stride
+        )
+        self.pass_attention_mask = self.model.config.feat_extract_norm == "layer"
+        #: What loading weights found: matched / missing / unexpected / mismatched keys.
+        self.load_report: dict[str, list[str]] = {}
+        self.preprocessor()  # validates the preprocessing options now, not at training time
+        if not self.train_feature_encoder:
+            self.freeze_feature_encoder()
+
+    def freeze_feature_encoder(self) -> None:
+        """``requires_grad = False`` on the convolutional feature encoder."""
+        for param in self.model.feature_extractor.parameters():
+            param.requires_grad = False
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``(batch, frames)`` boolean mask of the frames computed from real samples."""
+        lengths = attention_mask.sum(dim=-1)
+        frames = self.model._get_feat_extract_output_lengths(lengths)
+        frames = torch.as_tensor(frames, device=attention_mask.device).long()
+        frames = frames.clamp(min=1, max=num_frames)
+        steps = torch.arange(num_frames, device=attention_mask.device)
+        return steps[None, :] < frames[:, None]
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Masked mean of the last hidden states: ``(batch, hidden_size)``."""
+        values = inputs["input_values"]
+        attention_mask = inputs.get("attention_mask")
+        hidden = self.model(
+            values,
+            attention_mask=attention_mask if self.pass_attention_mask else None,
+        ).last_hidden_state
+        if attention_mask is None:
+            return cast(torch.Tensor, hidden.mean(dim=1))
+        mask = self.frame_mask(attention_mask, hidden.shape[1]).to(hidden.dtype)[..., None]
+        return cast(torch.Tensor, (hidden * mask).sum(dim=1) / mask.sum(dim=1))
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """feature_encoder, feature_projection, encoder.embed (positional convolution and the
+        input layer norm), encoder.layer.N for each transformer layer, encoder.final."""
+        model = self.model
+        encoder = model.encoder
+        stable = bool(getattr(model.config, "do_stable_layer_norm", False))
+        projection: list[nn.Module] = [model.feature_projection]
+        spec_embed = getattr(model, "masked_spec_embed", None)
+        if isinstance(spec_embed, nn.Parameter):
+            projection.append(_Params([spec_embed]))
+        embed: list[nn.Module] = [encoder.pos_conv_embed]
+        final: list[nn.Module] = []
+        (final if stable else embed).append(encoder.layer_norm)
+        if getattr(model, "adapter", None) is not None:
+            final.append(model.adapter)
+        groups = [
+            LayerGroup("feature_encoder", (model.feature_extractor,)),
+            LayerGroup("feature_projection", tuple(projection)),
+            LayerGroup("encoder.embed", tuple(embed)),
+        ]
+        groups += [
+            LayerGroup(f"encoder.layer.{i}", (layer,)) for i, layer in enumerate(encoder.layers)
+        ]
+        covered = {id(p) for g in groups for p in g.parameters()}
+        covered |= {id(p) for m in final for p in m.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in covered]
+        if rest:
+            final.append(_Params(rest))
+        if final:
+            groups.append(LayerGroup("encoder.final", tuple(final)))
+        return groups
+
+    def preprocessor(self) -> SpeechPreprocessor:
+        return SpeechPreprocessor(
+            sampling_rate=self.sampling_rate,
+            max_duration=self.max_duration,
+            do_normalize=self.do_normalize,
+            min_samples=self.min_samples,
+            augment=self.augment,
+        )
+
+    def config(self) -> dict[str, Any]:
+        model_config = {k: v for k, v in self.model.config.to_dict().items() if k not in _DROP_KEYS}
+        return {
+            "family": self.family,
+            "model_config": model_config,
+            "train_feature_encoder": self.train_feature_encoder,
+            "sampling_rate": self.sampling_rate,
+            "max_duration": self.max_duration,
+            "do_normalize": self.do_normalize,
+            "augment": self.augment.config(),
+        }
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        """Random waveforms of up to 0.25 s (at least 4 receptive fields); the second is
+        shorter, so the mask is exercised."""
+        longest = max(self.min_samples * 4, min(self.sampling_rate // 4, self.max_samples()))
+        values = torch.randn(batch_size, longest)
+        mask = torch.ones(batch_size, longest, dtype=torch.long)
+        for i in range(1, batch_size):
+            keep = max(self.min_samples, longest - i * longest // (2 * batch_size))
+            values[i, keep:] = 0.0
+            mask[i, keep:] = 0
+        return {"input_values": values, "attention_mask": mask}
+
+    def max_samples(self) -> int:
+        return math.floor(self.max_duration * self.sampling_rate)
+
+
+# -- building ------------------------------------------------------------------------------------
+
+
+def _family_of(name: str, family: str | None, model_config: Mapping[str, Any] | None) -> str:
+    fixed = HUB_IDS[name][0] if name in HUB_IDS else None
+    seen = None if model_config is None else model_config.get("model_type")
+    chosen = family or seen or fixed or "wav2vec2"
+    for other in (fixed, seen, family):
+        if other is not None and other != chosen:
+            raise ConfigError(
+                f"backbone {name!r} is a {fixed or chosen} model, but the options ask for "
+                f"{other!r}; use backbone 'hf-speech' for other families"
+            )
+    if chosen not in FAMILIES:
+        raise ConfigError(
+            f"backbone {name!r}: unknown family {chosen!r}; supported: {', '.join(FAMILIES)}"
+        )
+    return chosen
+
+
+def _random_model(family: str, model_config: Mapping[str, Any] | None) -> nn.Module:
+    config_cls, model_cls = _classes(family)
+    options = {k: v for k, v in dict(model_config or {}).items() if k not in _DROP_KEYS}
+    options.pop("model_type", None)
+    try:
+        config = config_cls.from_dict(options)
+    except Exception as exc:  # transformers validates with several error classes
+        raise ConfigError(f"model_config for a {family} model is not valid: {exc}") from None
+    return cast(nn.Module, model_cls(config))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return data
+
+
+def _lepton_backbone_record(manifest: Mapping[str, Any], where: Path) -> dict[str, Any]:
+    """The backbone options recorded in a Lepton model's ``lepton.json``."""
+    record = manifest.get("backbone")
+    options: Any = None
+    if isinstance(record, Mapping):
+        for key in ("config", "options"):
+            if isinstance(record.get(key), Mapping):
+                options = record[key]
+                break
+    if options is None and isinstance(manifest.get("backbone_config"), Mapping):
+        options = manifest["backbone_config"]
+    if not isinstance(options, Mapping) or not isinstance(options.get("model_config"), Mapping):
+        name = record.get("name") if isinstance(record, Mapping) else record
+        raise ArtifactError(
+            f"{where}: the model there was not built on a speech backbone (backbone {name!r}); "
+            "a speech backbone can start only from a Lepton model trained with wav2vec2, "
+            "HuBERT or WavLM"
+        )
+    return dict(options)
+
+
+def _load_lepton_weights(backbone: SpeechBackbone, weights: Path) -> None:
+    """Copy the ``backbone.``-prefixed tensors of a Lepton model into ``backbone``."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise ArtifactError(f"{weights}: cannot read the weights ({exc})") from None
+    prefix = "backbone."
+    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    own = backbone.state_dict()
+    matched = [k for k, v in found.items() if k in own and own[k].shape == v.shape]
+    mismatched = [k for k, v in found.items() if k in own and own[k].shape != v.shape]
+    backbone.load_state_dict({k: found[k] for k in matched}, strict=False)
+    backbone.load_report = {
+        "matched": matched,
+        "missing": [k for k in own if k not in found],
+        "unexpected": [k for k in found if k not in own],
+        "mismatched": mismatched,
+    }
+    if not matched:
+        raise ArtifactError(
+            f"{weights}: no tensor under 'backbone.' matches this backbone "
+            f"({len(found)} found, {len(mismatched)} with other shapes)"
+        )
+    log.info(
+        "loaded %d backbone tensors from %s (%d missing, %d unexpected, %d mismatched)",
+        len(matched),
+        weights,
+        len(backbone.load_report["missing"]),
+        len(backbone.load_report["unexpected"]),
+        len(mismatched),
+    )
+
+
+def _hf_preprocessing(source: str) -> dict[str, Any]:
+    """``sampling_rate`` and ``do_normalize`` from a feature extractor config, if there is one."""
+    folder = Path(source)
+    data: Mapping[str, Any] | None = None
+    if folder.is_dir():
+        file = folder / "preprocessor_config.json"
+        data = _read_json(file) if file.is_file() else None
+    else:
+        try:
+            from transformers import AutoFeatureExtractor
+
+            data = AutoFeatureExtractor.from_pretrained(source).to_dict()  # type: ignore[no-untyped-call]
+        except Exception:  # no feature extractor published: keep the defaults
+            data = None
+    if not data:
+        return {}
+    out: dict[str, Any] = {}
+    if "sampling_rate" in data:
+        out["sampling_rate"] = int(data["sampling_rate"])
+    if "do_normalize" in data:
+        out["do_normalize"] = bool(data["do_normalize"])
+    return out
+
+
+def _hf_model(name: str, family: str | None, source: str) -> tuple[nn.Module, str]:
+    """A model from a Hugging Face folder or Hub id (``from_pretrained``)."""
+    from transformers import AutoConfig
+
+    folder = Path(source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception as exc:
+        hint = (
+            "the folder has no valid config.json"
+            if folder.is_dir()
+            else "a Hub id needs a network (HF_HUB_OFFLINE may be set) or the Hub cache; "
+            "pass a local folder instead"
+        )
+        raise ArtifactError(f"cannot load speech model {source!r}: {hint} ({exc})") from None
+    chosen = _family_of(name, family, {"model_type": config.model_type})
+    _, model_cls = _classes(chosen)
+    try:
+        model, info = model_cls.from_pretrained(source, output_loading_info=True)
+    except Exception as exc:
+        raise ArtifactError(f"cannot load the weights of {source!r}: {exc}") from None
+    missing = list(info.get("missing_keys", []))
+    if missing:
+        log.warning("%s: %d weights were not in the checkpoint: %s", source, len(missing), missing)
+    return model, chosen
+
+
+def build_backbone(
+    name: str,
+    pretrained: Any = None,
+    *,
+    family: str | None = None,
+    model_config: Mapping[str, Any] | None = None,
+    train_feature_encoder: bool = False,
+    sampling_rate: int | None = None,
+    max_duration: float | None = None,
+    do_normalize: bool | None = None,
+    augment: Mapping[str, Any] | None = None,
+) -> SpeechBackbone:
+    """Build the backbone registered as ``name``.
+
+    ``pretrained``: None (random weights from ``model_config`` over the family's defaults),
+    True (the name's Hub checkpoint, needs a network), a Hub id, a local Hugging Face folder
+    (``config.json`` + weights), or a Lepton model folder (``lepton.json`` +
+    ``model.safetensors``) trained on another domain: its recorded architecture is rebuilt and
+    its ``backbone.`` weights loaded. Preprocessing options left as None come from the
+    checkpoint (its ``preprocessor_config.json`` or recorded config) or default to 16 kHz,
+    10 s, normalised.
+    """
+    if name not in HUB_IDS and name != "hf-speech":
+        raise ConfigError(f"unknown speech backbone {name!r}")
+    preprocessing: dict[str, Any] = {"sampling_rate": 16000, "max_duration": 10.0}
+    preprocessing["do_normalize"] = True
+    lepton_weights: Path | None = None
+
+    if pretrained is True:
+        if name not in HUB_IDS:
+            raise ConfigError(
+                "backbone 'hf-speech' has no default checkpoint: pass pretrained as a Hub id "
+                "or a local folder"
+            )
+        pretrained = HUB_IDS[name][1]
+    if pretrained is None or pretrained is False:
+        chosen = _family_of(name, family, model_config)
+        model = _random_model(chosen, model_config)
+    elif isinstance(pretrained, str | Path):
+        source = str(pretrained)
+        folder = Path(source)
+        if model_config is not None:
+            raise ConfigError(
+                "model_config is for random initialisation (pretrained=None); a checkpoint "
+                f"brings its own architecture ({source})"
+            )
+        if folder.is_dir() and (folder / "lepton.json").is_file():
+            recorded = _lepton_backbone_record(_read_json(folder / "lepton.json"), folder)
+            lepton_weights = folder / "model.safetensors"
+            if not lepton_weights.is_file():
+                raise ArtifactError(f"{folder}: no model.safetensors beside lepton.json")
+            chosen = _family_of(name, family, recorded["model_config"])
+            model = _random_model(chosen, recorded["model_config"])
+            for key in ("sampling_rate", "max_duration", "do_normalize"):
+                if recorded.get(key) is not None:
+                    preprocessing[key] = recorded[key]
+        elif folder.exists() and not folder.is_dir():
+            raise ArtifactError(
+                f"{source}: pretrained must be a folder (Hugging Face or Lepton model), "
+                "a Hub id, True or None"
+            )
+        elif not folder.exists() and (source.startswith((".", "/", "~")) or "\\" in source):
+            raise ArtifactError(f"{source}: no such folder")
+        else:
+            model, chosen = _hf_model(name, family, source)
+            preprocessing.update(_hf_preprocessing(source))
+    else:
+        raise ConfigError(
+            f"pretrained must be None, True, a Hub id or a folder, got {type(pretrained).__name__}"
+        )
+
+    for key, value in (
+        ("sampling_rate", sampling_rate),
+        ("max_duration", max_duration),
+        ("do_normalize", do_normalize),
+    ):
+        if value is not None:
+            preprocessing[key] = value
+    backbone = SpeechBackbone(
+        model,
+        family=chosen,
+        train_feature_encoder=train_feature_encoder,
+        augment=augment,
+        **preprocessing,
+    )
+    if lepton_weights is not None:
+        _load_lepton_weights(backbone, lepton_weights)
+    return backbone

