@@ -69,7 +69,7 @@ def build(train_encoder: bool) -> Any:
 def engine_throughput(prepared: Any, train_encoder: bool, epochs: int, batch: int) -> float:
     """Examples per second through ``Trainer.fit`` (the first epoch is a warm-up)."""
     import lepton_platform as lp
-    from lepton_platform.engine.finetune import Callback, Trainer, TrainConfig
+    from lepton_platform.engine.finetune import Callback, TrainConfig, Trainer
     from lepton_platform.models import TransferModel
 
     backbone = build(train_encoder)
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (one more warms up)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

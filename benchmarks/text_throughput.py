@@ -141,7 +141,16 @@ class _HFWrapper(nn.Module):
         super().__init__()
         self.inner = model
 
-    def forward(self, labels: torch.Tensor | None = None, **inputs: torch.Tensor) -> Any:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> Any:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
         logits = self.inner(**inputs)
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
         return {"loss": loss, "logits": logits}
@@ -214,6 +223,7 @@ def main() -> None:
             "max_tokens": max(lengths),
             "padding": bench_padding(base, prepared, args.batch_size, args.seed),
         }
+        print(json.dumps(report["padding"], indent=2), flush=True)
         if args.loops:
             plain = plain_loop(
                 copy.deepcopy(base),

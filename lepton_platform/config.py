@@ -49,6 +49,8 @@ __all__ = [
     "EvaluationSection",
     "OutputSection",
     "RunConfig",
+    "SearchParam",
+    "SearchSection",
     "StrategySection",
     "TaskSection",
     "apply_overrides",
@@ -359,6 +361,84 @@ class CompareSection(Section):
     metric: str | None = Field(default=None, description="the table's metric (default: headline)")
 
 
+class SearchParam(Section):
+    """One searched config key (``lepton tune``): a float or int range (``log`` for a
+    log-uniform one) or a list of ``choices``. ``type`` is inferred when omitted: ``choices``
+    make it categorical, two integer bounds an int range, anything else a float range. ``when``
+    samples the key only when other keys have these values (``{strategy.name: l2-sp}``)."""
+
+    type: Literal["float", "int", "categorical"] | None = Field(
+        default=None, description="float, int or categorical (default: inferred)"
+    )
+    low: float | None = Field(default=None, description="lower bound (float and int)")
+    high: float | None = Field(default=None, description="upper bound, inclusive")
+    log: bool = Field(default=False, description="sample on a log scale (bounds > 0)")
+    step: float | None = Field(default=None, description="grid step of a float or int range")
+    choices: list[Any] | None = Field(default=None, description="the values of a categorical")
+    when: dict[str, Any] = Field(
+        default_factory=dict,
+        description="sample only when these keys have these values (a value or a list)",
+    )
+
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        return {"choices": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchParam:
+        if self.type is None:
+            if self.choices is not None:
+                self.type = "categorical"
+            elif _is_int(self.low) and _is_int(self.high) and not self.log:
+                self.type = "int"
+            else:
+                self.type = "float"
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical needs a non-empty list of choices")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical takes choices, not low/high")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} range takes low/high, not choices")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} range needs both low and high")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step}")
+        if self.type == "int" and not (_is_int(self.low) and _is_int(self.high)):
+            raise ValueError(f"an int range needs integer bounds, got {self.low}..{self.high}")
+        return self
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == int(value)
+
+
+class SearchSection(Section):
+    """``lepton tune``: the hyper-parameter search space (dotted config keys such as
+    ``train.lr`` or ``strategy.params.alpha``) and how the search runs; ``lepton run`` ignores
+    it."""
+
+    space: dict[str, SearchParam] = Field(
+        default_factory=dict, description="searched keys, each a range or a list of choices"
+    )
+    trials: int = Field(default=20, ge=1, description="finished trials to reach (--trials wins)")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        default="median", description="stop weak trials early from their per-epoch scores"
+    )
+    sampler: Literal["tpe", "random"] = Field(default="tpe", description="the Optuna sampler")
+    seed: int | None = Field(default=0, description="sampler seed (null: random)")
+    final: bool = Field(
+        default=True, description="train the best config and evaluate it once on test"
+    )
+
+
 class RunConfig(Section):
     """A whole run. Build it with :func:`load_config` (YAML) or :meth:`from_transfer_kwargs`
     (the Python API's arguments); :meth:`to_transfer_kwargs` goes back."""
@@ -373,6 +453,7 @@ class RunConfig(Section):
         "evaluation",
         "output",
         "compare",
+        "search",
     )
 
     domain: DomainSection = Field(description="the target domain (a name, or name + options)")
@@ -389,6 +470,9 @@ class RunConfig(Section):
     output: OutputSection = Field(default_factory=OutputSection, description="the run folder")
     compare: CompareSection = Field(
         default_factory=CompareSection, description="settings of `lepton compare`"
+    )
+    search: SearchSection = Field(
+        default_factory=SearchSection, description="settings of `lepton tune`"
     )
 
     @model_validator(mode="after")
@@ -898,6 +982,18 @@ def config_reference() -> str:
             "",
             " ".join((DataSource.__doc__ or "").split()).replace("``", "`"),
             "",
+            "## `search.space.<key>`",
+            "",
+            " ".join((SearchParam.__doc__ or "").split()).replace("``", "`"),
+            "",
+            "| key | type | default | meaning |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| `{n}` | {_type_text(f.annotation).replace('|', chr(92) + '|')} | "
+                f"{_default_text(f)} | {f.description or ''} |"
+                for n, f in SearchParam.model_fields.items()
+            ),
+            "",
             "## Example",
             "",
             "```yaml",
@@ -912,6 +1008,15 @@ def config_reference() -> str:
             "evaluation: {metrics: [accuracy, f1], bootstrap: 1000}",
             "output: {root: runs, name: tabular-lpft}",
             "compare: {strategies: [finetune, linear-probe, lp-ft], seeds: [0, 1, 2]}",
+            "search:",
+            "  trials: 30",
+            "  space:",
+            "    train.lr: {low: 1.0e-4, high: 1.0e-1, log: true}",
+            "    train.epochs: {low: 2, high: 8}",
+            "    train.batch_size: [16, 32, 64]",
+            "    strategy.name: [finetune, l2-sp]",
+            "    strategy.params.alpha: {low: 1.0e-4, high: 1.0, log: true, "
+            "when: {strategy.name: l2-sp}}",
             "```",
             "",
         ]

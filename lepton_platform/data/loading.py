@@ -30,7 +30,9 @@ from lepton_platform.data.schema import (
     GROUP,
     LABEL,
     check_schema,
+    class_label,
     column_values,
+    label_indices,
     standardize,
 )
 from lepton_platform.data.splits import (
@@ -83,7 +85,7 @@ class DataBundle:
         for s in SPLITS:
             part = self[s]
             rows[s] = len(part)
-            counts = Counter(column_values(part, LABEL))
+            counts = Counter(label_indices(part))
             classes[s] = {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
             if DOMAIN in part.column_names:
                 domains[s] = dict(sorted(Counter(column_values(part, DOMAIN)).items()))
@@ -172,7 +174,7 @@ def _normalize(
         skipped = len(bad_records)
         extra = f" ({skipped} bad record(s) skipped so far)" if skipped else ""
         raise DataError(f"{where}: the source holds no rows{extra}; check its path and format")
-    if LABEL in ds.column_names and not isinstance(ds.features[LABEL], datasets.ClassLabel):
+    if LABEL in ds.column_names and class_label(ds.features[LABEL]) is None:
         ds = standardize(
             ds,
             input_columns=domain.input_columns,

@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,9 +44,12 @@ def data_fingerprint(ds: datasets.Dataset) -> str:
     """A short hash of a dataset's content and features, the same in every process for the
     same rows (however they are stored: in memory, on disk, selected or concatenated).
 
-    Columns holding file paths are hashed as paths, not as the files' bytes.
+    Files referred to by path (``Image``/``Audio`` columns stored without bytes, or string
+    columns of absolute paths to files) are hashed by path, size and modification time, not by
+    their bytes: editing a file in place invalidates cached preprocessing.
     """
-    memo_key = getattr(ds, "_fingerprint", None)
+    # files can change under the same rows, so datasets referring to files are not memoised
+    memo_key = None if _file_columns(ds) else getattr(ds, "_fingerprint", None)
     if memo_key is not None and memo_key in _memo:
         return _memo[memo_key]
     digest = hashlib.sha256()
@@ -58,10 +62,43 @@ def data_fingerprint(ds: datasets.Dataset) -> str:
         table = table.take(pa.array(range(table.num_rows))).combine_chunks()
         for batch in table.to_batches():
             digest.update(batch.serialize())
+    for stamp in _file_stamps(ds):
+        digest.update(stamp.encode())
     fingerprint = digest.hexdigest()[:16]
     if memo_key is not None:
         _memo[memo_key] = fingerprint
     return fingerprint
+
+
+def _file_columns(ds: datasets.Dataset) -> list[str]:
+    """Columns that refer to files: ``Image``/``Audio`` features, or strings whose first value
+    is an absolute path to an existing file."""
+    found = []
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image | datasets.Audio):
+            found.append(name)
+        elif feature == datasets.Value("string") and len(ds):
+            first = ds.with_format("arrow")[:1][name][0].as_py()
+            if isinstance(first, str) and os.path.isabs(first) and os.path.isfile(first):
+                found.append(name)
+    return found
+
+
+def _file_stamps(ds: datasets.Dataset) -> Iterator[str]:
+    """``path:size:mtime`` of every file a row refers to by path (bytes stored inline are
+    already part of the content hash)."""
+    for column in _file_columns(ds):
+        for value in ds.with_format("arrow")[column].to_pylist():
+            path = value.get("path") if isinstance(value, dict) else value
+            if isinstance(value, dict) and value.get("bytes") is not None:
+                continue
+            if isinstance(path, str):
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    yield f"{path}:missing"
+                else:
+                    yield f"{path}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def _code_hash(preprocessor: Preprocessor) -> str:

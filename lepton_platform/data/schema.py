@@ -47,12 +47,36 @@ def column_values(ds: datasets.Dataset, column: str) -> list[Any]:
     return list(ds.with_format("arrow")[column].to_pylist())
 
 
+def class_label(feature: Any) -> datasets.ClassLabel | None:
+    """The ``ClassLabel`` of a label feature: itself (single-label), or the element type of a
+    ``List(ClassLabel)`` (multi-label: each row holds the indices of its labels)."""
+    if isinstance(feature, datasets.ClassLabel):
+        return feature
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, datasets.List) and isinstance(inner, datasets.ClassLabel):
+        return inner
+    return None
+
+
+def is_multi_label(feature: Any) -> bool:
+    """True for a ``List(ClassLabel)`` label feature."""
+    return class_label(feature) is not None and not isinstance(feature, datasets.ClassLabel)
+
+
+def label_indices(ds: datasets.Dataset) -> list[int]:
+    """Every label index of the ``label`` column, flattened for multi-label rows."""
+    values = column_values(ds, LABEL)
+    if is_multi_label(ds.features.get(LABEL)):
+        return [int(i) for row in values for i in (row or [])]
+    return [int(v) for v in values]
+
+
 def label_names_of(ds: datasets.Dataset) -> list[str]:
-    """The class names of the ``label`` column (a ``ClassLabel``)."""
-    feature = ds.features.get(LABEL)
-    if not isinstance(feature, datasets.ClassLabel):
+    """The class names of the ``label`` column (a ``ClassLabel``, or a ``List`` of them)."""
+    feature = class_label(ds.features.get(LABEL))
+    if feature is None:
         raise DataError(
-            f"the dataset's {LABEL!r} column is {feature!r}, not a ClassLabel; "
+            f"the dataset's {LABEL!r} column is {ds.features.get(LABEL)!r}, not a ClassLabel; "
             "pass it through lepton_platform.data.standardize first"
         )
     return list(feature.names)
@@ -232,10 +256,10 @@ def check_schema(ds: datasets.Dataset, input_columns: Sequence[str], where: str)
             f"{list(input_columns)} and {LABEL!r} (see lepton_platform.data.standardize)"
         )
     feature = ds.features[LABEL]
-    if not isinstance(feature, datasets.ClassLabel):
+    if class_label(feature) is None:
         raise DataError(
-            f"{where}: the {LABEL!r} column is {feature!r}, not a datasets.ClassLabel; "
-            "use lepton_platform.data.standardize to encode it"
+            f"{where}: the {LABEL!r} column is {feature!r}, not a datasets.ClassLabel (or a "
+            "List of them for multi-label data); use lepton_platform.data.standardize"
         )
     for column in (DOMAIN, GROUP):
         if column in ds.column_names and ds.features[column] != datasets.Value("string"):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from lepton_platform.data.schema import GROUP, LABEL, column_values
+from lepton_platform.data.schema import GROUP, LABEL, class_label, column_values, label_indices
 from lepton_platform.errors import ConfigError, DataError
 
 __all__ = [
@@ -308,22 +308,25 @@ def check_splits(
     for s in SPLITS:
         if len(dsd[s]) == 0:
             raise DataError(f"the {s} split is empty; add data or change the split fractions")
-    spaces = {s: dsd[s].features.get(LABEL) for s in SPLITS}
-    for s, feature in spaces.items():
-        if not isinstance(feature, datasets.ClassLabel):
-            raise DataError(f"the {s} split's {LABEL!r} column is {feature!r}, not a ClassLabel")
-    names: list[str] = list(spaces["train"].names)
+    spaces = {s: class_label(dsd[s].features.get(LABEL)) for s in SPLITS}
+    for s, space in spaces.items():
+        if space is None:
+            raise DataError(
+                f"the {s} split's {LABEL!r} column is {dsd[s].features.get(LABEL)!r}, "
+                "not a ClassLabel"
+            )
+    names: list[str] = list(spaces["train"].names)  # type: ignore[union-attr]
     for s in ("validation", "test"):
-        other = list(spaces[s].names)
+        other = list(spaces[s].names)  # type: ignore[union-attr]
         if other != names:
             raise DataError(
                 f"the {s} split's label names {other} differ from train's {names}; "
                 "combine sources through lepton_platform.data.load_data to unify them"
             )
 
-    seen = set(column_values(dsd["train"], LABEL))
+    seen = set(label_indices(dsd["train"]))
     for s in ("validation", "test"):
-        counts = Counter(column_values(dsd[s], LABEL))
+        counts = Counter(label_indices(dsd[s]))
         unseen = sorted(k for k in counts if k not in seen)
         if unseen:
             listed = ", ".join(f"{names[k]!r} ({counts[k]} rows)" for k in unseen[:5])

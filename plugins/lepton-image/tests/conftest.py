@@ -5,12 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from lepton_image.testing import write_image
-
-# The CI machine and the development machines share few cores between many processes; one
-# thread per test process is many times faster there than oversubscribed threads.
-torch.set_num_threads(1)
 
 
 @pytest.fixture

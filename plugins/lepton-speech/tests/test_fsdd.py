@@ -16,7 +16,7 @@ import torch
 from lepton_platform import create_backbone, create_domain, create_task
 from lepton_platform.data import BadRecords
 from lepton_platform.data.prepare import prepare
-from lepton_platform.engine.finetune import Trainer, TrainConfig
+from lepton_platform.engine.finetune import TrainConfig, Trainer
 from lepton_platform.models import TransferModel
 
 FSDD = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fsdd" / "recordings"
@@ -45,7 +45,12 @@ def test_digits_transfer_to_an_unseen_speaker(tmp_path: Path) -> None:
     domain = create_domain("speech")
     source = {"path": str(FSDD), "pattern": r"(?P<label>\d)_(?P<group>[a-z]+)_\d+\.wav"}
     data = domain.load(source, bad_records=BadRecords())
-    assert len(data) == 2000 and sorted(set(data["group"])) == ["george", "jackson", "nicolas", "theo"]
+    assert len(data) == 2000 and sorted(set(data["group"])) == [
+        "george",
+        "jackson",
+        "nicolas",
+        "theo",
+    ]
     groups = data["group"]
     train = data.select([i for i, g in enumerate(groups) if g != "theo"])
     test = data.select([i for i, g in enumerate(groups) if g == "theo"])
@@ -82,4 +87,4 @@ def test_digits_transfer_to_an_unseen_speaker(tmp_path: Path) -> None:
     assert labels is not None
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     print(f"FSDD, unseen speaker 'theo': accuracy {accuracy:.3f} (chance 0.100)")
-    assert accuracy > 0.3, f"accuracy on the unseen speaker is {accuracy:.3f}"
+    assert accuracy > 0.35, f"accuracy on the unseen speaker is {accuracy:.3f}"
