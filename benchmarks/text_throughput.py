@@ -105,6 +105,8 @@ def bench_padding(
         "dynamic": (pre, shuffled),
         "dynamic_length_grouped": (pre, grouped),
     }
+    # one untimed step first, so that no run pays for allocator and thread-pool warm-up
+    plain_loop(copy.deepcopy(base), prepared, pre.with_padding("max_length"), shuffled[:1])
     out: dict[str, Any] = {}
     for name, (p, batches) in runs.items():
         out[name] = plain_loop(copy.deepcopy(base), prepared, p, batches)
@@ -219,6 +221,7 @@ def main() -> None:
             "examples": len(prepared),
             "batch_size": args.batch_size,
             "torch_threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],
             "mean_tokens": sum(lengths) / len(lengths),
             "max_tokens": max(lengths),
             "padding": bench_padding(base, prepared, args.batch_size, args.seed),

@@ -366,6 +366,7 @@ def bench(
             "peak_rss_mib": max(peaks[method]) / 2**20,
             "max_abs_loss_diff_vs_plain": float(diff.max()),
             "loss_first_last": [curves[method][0], curves[method][-1]],
+            "per_round_examples_per_s": [len(data) / t for t in times[method]],
         }
     return {
         "model": name,

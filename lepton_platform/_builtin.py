@@ -39,7 +39,7 @@ def lepton_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def lepton_commands() -> list[CommandSpec]:
-    from lepton_platform.cli import commands, plugins_cmd
+    from lepton_platform.cli import commands, plugins_cmd, rank_cmd, tune_cmd
 
     return [
         CommandSpec(
@@ -51,6 +51,18 @@ def lepton_commands() -> list[CommandSpec]:
         *(
             CommandSpec(name=name, description=description, configure=configure, run=run)
             for name, description, configure, run in commands.COMMANDS
+        ),
+        CommandSpec(
+            name="tune",
+            description="Search hyper-parameters on Optuna (resumable), then train the best",
+            configure=tune_cmd.configure,
+            run=tune_cmd.run,
+        ),
+        CommandSpec(
+            name="rank",
+            description="Rank backbones and source models for target data without fine-tuning",
+            configure=rank_cmd.configure,
+            run=rank_cmd.run,
         ),
     ]
 
@@ -158,6 +170,54 @@ def lepton_strategies() -> list[StrategySpec]:
             description="Re-estimate batch-norm statistics on target-domain data",
             paper="Li et al. 2016",
             parameters={"train_head": "fit the head by a linear probe after adapting"},
+        ),
+        *_adaptation_strategies(),
+    ]
+
+
+def _adaptation(cls: str) -> Any:
+    """A factory importing ``lepton_platform.adaptation.<module>.<cls>`` only when called."""
+
+    def factory(**params: Any) -> Any:
+        import importlib
+
+        from lepton_platform.registry import check_options
+
+        module = importlib.import_module(f"lepton_platform.adaptation.{cls.lower()}")
+        klass = getattr(module, cls)
+        check_options(f"strategy {klass.name!r}", klass, params)
+        return klass(**params)
+
+    factory.__qualname__ = cls
+    return factory
+
+
+_UDA = {
+    "weight": "weight of the alignment loss added to the source loss",
+    "adabn": "re-estimate batch-norm statistics on the target after training (AdaBN)",
+    "validator": "label-free epoch choice: source-accuracy, iwv or snd",
+}
+
+
+def _adaptation_strategies() -> list[StrategySpec]:
+    return [
+        StrategySpec(
+            name="dann",
+            factory=_adaptation("DANN"),
+            description="Domain-adversarial training on pooled features (unlabelled target)",
+            paper="Ganin et al. 2016",
+            parameters={
+                **_UDA,
+                "hidden": "width of the domain discriminator",
+                "layers": "hidden layers of the domain discriminator",
+            },
+        ),
+        StrategySpec(
+            name="coral",
+            factory=_adaptation("CORAL"),
+            description="Align source and target feature covariances (unlabelled target)",
+            paper="Sun and Saenko 2016",
+            parameters=dict(_UDA),
         ),
     ]
 

@@ -67,7 +67,8 @@ class SearchSpace:
         except ValidationError as exc:
             lines = _format(exc)
             raise ConfigError(
-                "search: " + ("" if len(lines) == 1 else f"{len(lines)} problems:\n  ")
+                "search: "
+                + ("" if len(lines) == 1 else f"{len(lines)} problems:\n  ")
                 + "\n  ".join(lines)
             ) from None
         params = dict(section.space)
@@ -221,6 +222,7 @@ def _check_key(key: str) -> None:
         "task": ("options",),
     }[section]
     if first not in allowed or (first in ("params", "options") and "." not in rest):
-        shown = ", ".join(f"{section}.{a}" + (".X" if a in ("params", "options") else "")
-                          for a in allowed)
+        shown = ", ".join(
+            f"{section}.{a}" + (".X" if a in ("params", "options") else "") for a in allowed
+        )
         raise ConfigError(f"search.space.{key}: not a searchable key (use {shown})")

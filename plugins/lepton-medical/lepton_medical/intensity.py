@@ -65,8 +65,8 @@ def resolve_window(window: str | Mapping[str, Any] | Sequence[float]) -> tuple[f
         width = window.get("width")
         if centre is None or width is None:
             raise ConfigError(f"a window mapping needs 'center' and 'width', got {dict(window)}")
-    elif isinstance(window, Sequence) and len(window) == 2:
-        centre, width = window
+    elif isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2:
+        centre, width = window[0], window[1]
     else:
         raise ConfigError(f"window must be a preset name, a mapping or a pair, got {window!r}")
     if not float(width) > 0:
@@ -104,23 +104,24 @@ class Intensity:
     value_range: tuple[float, float] | None = None
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], defaults: Intensity | None = None) -> Intensity:
+    def from_options(
+        cls, options: Mapping[str, Any], defaults: Intensity | None = None
+    ) -> Intensity:
         """Read ``window``, ``normalize`` and ``percentiles`` from a source mapping (falling
         back to ``defaults``, the domain's settings)."""
         base = defaults or cls()
         window: tuple[float, float] | str | None = base.window
         if "window" in options:
             raw = options["window"]
-            if raw is None or raw == "file":
-                window = raw
-            else:
-                window = resolve_window(raw)
+            window = raw if raw is None or raw == "file" else resolve_window(raw)
         normalize, value_range = base.normalize, base.value_range
         if "normalize" in options:
             raw_norm = options["normalize"]
             if isinstance(raw_norm, Mapping):
                 if "range" not in raw_norm or len(raw_norm["range"]) != 2:
-                    raise ConfigError(f"normalize mapping needs 'range': [low, high], got {raw_norm}")
+                    raise ConfigError(
+                        f"normalize mapping needs 'range': [low, high], got {raw_norm}"
+                    )
                 low, high = (float(v) for v in raw_norm["range"])
                 if not high > low:
                     raise ConfigError(f"normalize range must have high > low, got {[low, high]}")
@@ -141,11 +142,12 @@ class Intensity:
             if not 0.0 <= lo < hi <= 100.0:
                 raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {raw_p}")
             percentiles = (lo, hi)
-        return cls(window=window, normalize=normalize, percentiles=percentiles,
-                   value_range=value_range)
+        return cls(
+            window=window, normalize=normalize, percentiles=percentiles, value_range=value_range
+        )
 
     def needs_dataset_statistics(self) -> bool:
-        return self.window is None and self.normalize == "dataset"
+        return self.normalize == "dataset" and not isinstance(self.window, tuple)
 
     def dataset_range(self, arrays: Sequence[np.ndarray]) -> tuple[float, float]:
         """The percentiles over every value of every array (``normalize: dataset``)."""
@@ -165,11 +167,8 @@ class Intensity:
         (used for ``window: "file"``, and by default for DICOM when no normalisation is set);
         ``integer_bits`` the bit depth of integer data (8 keeps it as is under ``auto``)."""
         window = self.window
-        if window == "file":
-            if file_window is None:
-                window = None  # no window in the file: fall back to the normalisation
-            else:
-                window = file_window
+        if window == "file":  # no window in the file: fall back to the normalisation
+            window = file_window
         if isinstance(window, tuple):
             return window_to_uint8(values, *window)
         mode = self.normalize

@@ -7,8 +7,8 @@ hidden states over the frames that hold audio (padding excluded).
 
 Fine-tuning keeps the convolutional feature encoder frozen by default, as is usual for wav2vec2:
 its parameters get ``requires_grad = False`` when the backbone is built
-(``train_feature_encoder=True`` trains it). A strategy that sets ``requires_grad`` on every
-parameter itself overrides this.
+(``train_feature_encoder=True`` trains it), and while they are frozen no gradient flows back
+through the convolutions at all. A strategy that sets ``requires_grad`` itself overrides this.
 """
 
 from __future__ import annotations
@@ -141,6 +141,12 @@ class SpeechBackbone(Backbone):
         """Masked mean of the last hidden states: ``(batch, hidden_size)``."""
         values = inputs["input_values"]
         attention_mask = inputs.get("attention_mask")
+        encoder = self.model.feature_extractor
+        if hasattr(encoder, "_requires_grad"):
+            # transformers makes the waveform require grad in training unless the encoder is
+            # marked frozen; then autograd would still run back through every convolution. Follow
+            # the parameters, so that a strategy that unfreezes them later is obeyed too.
+            encoder._requires_grad = any(p.requires_grad for p in encoder.parameters())
         hidden = self.model(
             values,
             attention_mask=attention_mask if self.pass_attention_mask else None,

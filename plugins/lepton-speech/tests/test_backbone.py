@@ -56,8 +56,16 @@ def test_feature_encoder_is_frozen_by_default() -> None:
     assert encoder and not any(p.requires_grad for p in encoder)
     others = [p for n, p in frozen.named_parameters() if ".feature_extractor." not in f".{n}"]
     assert all(p.requires_grad for p in others)
+    outputs: list[torch.Tensor] = []
+    frozen.model.feature_extractor.register_forward_hook(lambda m, i, o: outputs.append(o))
+    frozen.train()
     frozen(**frozen.example_batch(2)).pow(2).mean().backward()
     assert all(p.grad is None for p in encoder)
+    assert not outputs[-1].requires_grad  # autograd does not run back through the convolutions
+    for param in encoder:  # a strategy unfreezing it later is obeyed
+        param.requires_grad_(True)
+    frozen(**frozen.example_batch(2)).pow(2).mean().backward()
+    assert outputs[-1].requires_grad and all(p.grad is not None for p in encoder)
     trained = _tiny(train_feature_encoder=True)
     trained(**trained.example_batch(2)).pow(2).mean().backward()
     assert all(p.grad is not None for p in trained.model.feature_extractor.parameters())
@@ -118,10 +126,12 @@ def test_local_hugging_face_folder(tmp_path: Path) -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     torch.manual_seed(1)
-    source = Wav2Vec2Model(Wav2Vec2Config(**TINY)).eval()
+    source = Wav2Vec2Model(Wav2Vec2Config(**TINY))
+    source.eval()
     folder = tmp_path / "my-wav2vec2"
     source.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=8000, do_normalize=False).save_pretrained(folder)
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=8000, do_normalize=False)  # type: ignore[no-untyped-call]
+    extractor.save_pretrained(folder)
 
     backbone = create_backbone("hf-speech", pretrained=str(folder)).eval()
     assert backbone.family == "wav2vec2"
@@ -160,6 +170,7 @@ def test_lepton_model_trained_on_a_source_domain(tmp_path: Path) -> None:
         data_fingerprints={},
     )
     target = create_backbone("wav2vec2-base", pretrained=str(folder), train_feature_encoder=True)
+    assert isinstance(target, SpeechBackbone)
     assert target.sampling_rate == 8000  # the recorded preprocessing comes along
     assert target.train_feature_encoder
     report = target.load_report

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 from lepton_speech.audio import read_audio
+from lepton_speech.domain import SpeechDomain
 from lepton_speech.testing import BAD_INPUTS, tone, write_bad_inputs, write_tone
 
 from lepton_platform import create_domain
@@ -16,11 +17,13 @@ from lepton_platform.errors import ConfigError, DataError
 
 
 @pytest.fixture
-def domain():  # type: ignore[no-untyped-def]
-    return create_domain("speech")
+def domain() -> SpeechDomain:
+    made = create_domain("speech")
+    assert isinstance(made, SpeechDomain)
+    return made
 
 
-def test_class_folder(domain, class_folder: Path) -> None:  # type: ignore[no-untyped-def]
+def test_class_folder(domain: SpeechDomain, class_folder: Path) -> None:
     ds = domain.load({"path": str(class_folder)}, bad_records=BadRecords())
     assert ds.features["label"].names == ["no", "yes"]
     assert sorted(ds["label"]) == [0, 0, 0, 1, 1, 1]
@@ -30,7 +33,7 @@ def test_class_folder(domain, class_folder: Path) -> None:  # type: ignore[no-un
     assert "group" not in ds.column_names
 
 
-def test_flat_folder_needs_a_pattern(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_flat_folder_needs_a_pattern(domain: SpeechDomain, tmp_path: Path) -> None:
     for digit in (0, 1):
         for speaker in ("ann", "bob"):
             write_tone(tmp_path / f"{digit}_{speaker}_0.wav", freq=200 + 100 * digit)
@@ -44,7 +47,7 @@ def test_flat_folder_needs_a_pattern(domain, tmp_path: Path) -> None:  # type: i
         domain.load({"path": str(tmp_path), "pattern": r"\d_.*"}, bad_records=BadRecords())
 
 
-def test_csv_with_speakers_and_relative_paths(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_csv_with_speakers_and_relative_paths(domain: SpeechDomain, tmp_path: Path) -> None:
     write_tone(tmp_path / "clips" / "a.wav")
     write_tone(tmp_path / "clips" / "b.flac")
     write_tone(tmp_path / "clips" / "c.ogg")
@@ -61,7 +64,7 @@ def test_csv_with_speakers_and_relative_paths(domain, tmp_path: Path) -> None:  
     assert ds["audio"][1]["path"] == str((tmp_path / "clips" / "b.flac").resolve())
 
 
-def test_csv_bad_rows_name_the_line(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_csv_bad_rows_name_the_line(domain: SpeechDomain, tmp_path: Path) -> None:
     write_tone(tmp_path / "ok.wav")
     bad = write_bad_inputs(tmp_path / "bad")
     table = tmp_path / "list.csv"
@@ -81,7 +84,7 @@ def test_csv_bad_rows_name_the_line(domain, tmp_path: Path) -> None:  # type: ig
     ]
 
 
-def test_bad_inputs_are_converted_cropped_or_refused(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_inputs_are_converted_cropped_or_refused(domain: SpeechDomain, tmp_path: Path) -> None:
     root = tmp_path / "data"
     files = write_bad_inputs(root / "noisy")
     write_tone(root / "clean" / "ok.wav")
@@ -104,7 +107,9 @@ def test_bad_inputs_are_converted_cropped_or_refused(domain, tmp_path: Path) -> 
     assert all(str(files[name]) == r.file for name in expected for r in skipped if name in r.file)
 
 
-def test_header_verification_misses_only_what_needs_decoding(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_header_verification_misses_only_what_needs_decoding(
+    domain: SpeechDomain, tmp_path: Path
+) -> None:
     write_bad_inputs(tmp_path / "noisy")
     skipped = BadRecords("skip")
     domain.load({"path": str(tmp_path), "verify": "header"}, bad_records=skipped)
@@ -124,7 +129,9 @@ def _hf_dataset(tmp_path: Path) -> datasets.Dataset:
     return raw.cast_column("audio", datasets.Audio(sampling_rate=16000))
 
 
-def test_hf_dataset_with_an_audio_column_is_read_without_torchcodec(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hf_dataset_with_an_audio_column_is_read_without_torchcodec(
+    domain: SpeechDomain, tmp_path: Path
+) -> None:
     raw = _hf_dataset(tmp_path / "src")
     saved = tmp_path / "saved"
     datasets.DatasetDict({"train": raw, "test": raw.select([0, 1])}).save_to_disk(str(saved))
@@ -144,7 +151,7 @@ def test_hf_dataset_with_an_audio_column_is_read_without_torchcodec(domain, tmp_
     assert isinstance(only, datasets.Dataset) and len(only) == 2
 
 
-def test_hf_dataset_object_and_its_bad_rows(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hf_dataset_object_and_its_bad_rows(domain: SpeechDomain, tmp_path: Path) -> None:
     raw = _hf_dataset(tmp_path)
     broken = write_bad_inputs(tmp_path / "bad")["truncated.wav"]
     extra = datasets.Dataset.from_dict(
@@ -158,7 +165,9 @@ def test_hf_dataset_object_and_its_bad_rows(domain, tmp_path: Path) -> None:  # 
     assert record.row == 4 and "truncated WAV" in record.reason and str(broken) in record.reason
 
 
-def test_from_inputs_accepts_paths_bytes_and_arrays(domain, class_folder: Path) -> None:  # type: ignore[no-untyped-def]
+def test_from_inputs_accepts_paths_bytes_and_arrays(
+    domain: SpeechDomain, class_folder: Path
+) -> None:
     wav = class_folder / "yes" / "a.wav"
     inputs = [
         str(wav),
@@ -179,7 +188,7 @@ def test_from_inputs_accepts_paths_bytes_and_arrays(domain, class_folder: Path) 
         domain.from_inputs([(np.full(100, np.nan), 8000)])
 
 
-def test_example_dataset_is_repeatable_and_decodes(domain) -> None:  # type: ignore[no-untyped-def]
+def test_example_dataset_is_repeatable_and_decodes(domain: SpeechDomain) -> None:
     ds = domain.example_dataset(6, ["low", "mid", "high"], seed=3)
     again = domain.example_dataset(6, ["low", "mid", "high"], seed=3)
     assert ds.data.table.equals(again.data.table)
@@ -188,7 +197,7 @@ def test_example_dataset_is_repeatable_and_decodes(domain) -> None:  # type: ign
     assert rate == 16000 and 0.2 * rate <= samples.shape[0] <= 0.4 * rate
 
 
-def test_source_errors_name_what_to_fix(domain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_source_errors_name_what_to_fix(domain: SpeechDomain, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         domain.load({"path": str(tmp_path), "labels": "x"}, bad_records=BadRecords())
     with pytest.raises(DataError, match="does not exist"):
