@@ -142,14 +142,24 @@ def main() -> int:
     print()
     for score, c in correlations.items():
         print(f"{score}: Spearman {c['spearman']:.3f}, Kendall {c['kendall']:.3f}")
-    print(f"ranking {rank_s:.1f} s, fine-tuning all {finetune_s:.1f} s, "
-          f"ratio {finetune_s / rank_s:.1f}x")
+    print(
+        f"ranking {rank_s:.1f} s, fine-tuning all {finetune_s:.1f} s, "
+        f"ratio {finetune_s / rank_s:.1f}x"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({
-            "ranking": ranking.to_json(), "accuracy": accuracy, "correlations": correlations,
-            "rank_seconds": rank_s, "finetune_seconds": finetune_s,
-        }, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "ranking": ranking.to_json(),
+                    "accuracy": accuracy,
+                    "correlations": correlations,
+                    "rank_seconds": rank_s,
+                    "finetune_seconds": finetune_s,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

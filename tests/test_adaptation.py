@@ -145,10 +145,11 @@ def test_bad_targets_fail_before_training() -> None:
     with pytest.raises(DataError, match="empty"):
         DANN().run(job)
     job.unlabelled_target = blobs(20, seed=4, num_features=3)
-    with pytest.warns(TargetLabelsIgnored):
-        with pytest.raises(DataError, match="same input shape"):
-            CORAL().run(job)
-    job.unlabelled_target = blobs(20, seed=4).rename_column("features", "text").remove_columns(["label"])
+    with pytest.warns(TargetLabelsIgnored), pytest.raises(DataError, match="same input shape"):
+        CORAL().run(job)
+    job.unlabelled_target = (
+        blobs(20, seed=4).rename_column("features", "text").remove_columns(["label"])
+    )
     with pytest.raises(DataError, match="another modality"):
         CORAL().run(job)
     assert job.model.backbone.calls - calls <= 1  # at most the one shape probe ran  # type: ignore[attr-defined]

@@ -280,3 +280,10 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"already holds checkpoints.*resume=True"):
         fit(TrainConfig(epochs=1, **FAST), out=tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_loader_workers_do_not_change_the_numbers() -> None:
+    # augmentation is seeded per batch, not by whichever process runs it
+    _, inline = fit(TrainConfig(epochs=1, **FAST), dropout=0.1)
+    _, workers = fit(TrainConfig(epochs=1, num_workers=1, **FAST), dropout=0.1)
+    assert workers.history == inline.history

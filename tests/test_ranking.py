@@ -39,7 +39,7 @@ def test_logme_is_the_maximised_gaussian_evidence() -> None:
 
     def evidence(target: np.ndarray, alpha: float, beta: float) -> float:
         cov = np.eye(n) / beta + f @ f.T / alpha
-        sign, logdet = np.linalg.slogdet(cov)
+        _sign, logdet = np.linalg.slogdet(cov)
         return float(-0.5 * (n * math.log(2 * math.pi) + logdet + target @ np.linalg.solve(cov, target)))
 
     grid = np.exp(np.linspace(-4, 4, 81))

@@ -100,7 +100,7 @@ def test_search_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert any(m.startswith("trial 0 ") for m in messages)
 
     # the same study again without --resume is refused; with it, nothing is left to run
-    with pytest.raises(ConfigError, match="already exists.*--resume"):
+    with pytest.raises(ConfigError, match=r"already exists.*--resume"):
         tune(config, final=False)
     again = tune(config, resume=True, final=False)
     assert again.counts == result.counts and again.best_number == result.best_number

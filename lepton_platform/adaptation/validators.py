@@ -116,19 +116,6 @@ def _source(data: ValidationData, validator: str) -> datasets.Dataset:
     return data.source
 
 
-def source_accuracy(model: TransferModel, data: ValidationData) -> float:
-    """Accuracy on the labelled source validation split."""
-    source = _source(data, "source-accuracy")
-    _, logits = model_outputs(model, source, data.preprocessor, data.batch_size)
-    predicted, _ = data.task.predict(torch.from_numpy(logits))
-    labels = np.asarray(source["label"])
-    return float(
-        (predicted.numpy() == labels).all(axis=-1).mean()
-        if labels.ndim > 1
-        else (predicted.numpy() == labels).mean()
-    )
-
-
 def density_ratios(
     source_features: np.ndarray, target_features: np.ndarray, seed: int = 0
 ) -> np.ndarray:
@@ -156,29 +143,63 @@ def density_ratios(
     return clipped
 
 
-def importance_weighted_validation(model: TransferModel, data: ValidationData) -> float:
-    """Minus the importance-weighted source validation loss (an estimate of the target loss)."""
+Outputs = tuple[np.ndarray, np.ndarray]
+
+
+def _source_accuracy(data: ValidationData, src: Outputs, tgt: Outputs | None) -> float:
+    labels = np.asarray(_source(data, "source-accuracy")["label"])
+    predicted, _ = data.task.predict(torch.from_numpy(src[1]))
+    hits = predicted.numpy() == labels
+    return float(hits.all(axis=-1).mean() if hits.ndim > 1 else hits.mean())
+
+
+def _iwv(data: ValidationData, src: Outputs, tgt: Outputs | None) -> float:
     source = _source(data, "iwv")
-    src_features, src_logits = model_outputs(model, source, data.preprocessor, data.batch_size)
-    tgt_features, _ = model_outputs(model, data.target, data.preprocessor, data.batch_size)
-    weights = density_ratios(src_features, tgt_features, data.seed)
+    assert tgt is not None
+    weights = density_ratios(src[0], tgt[0], data.seed)
     labels = torch.as_tensor(np.asarray(source["label"]))
-    logits = torch.from_numpy(src_logits)
+    logits = torch.from_numpy(src[1])
     per_row = np.array(
         [float(data.task.loss(logits[i : i + 1], labels[i : i + 1])) for i in range(len(labels))]
     )
     return -float(np.sum(weights * per_row) / np.sum(weights))
 
 
+def _snd(data: ValidationData, src: Outputs | None, tgt: Outputs | None) -> float:
+    assert tgt is not None
+    logits = tgt[1]
+    if len(logits) > data.max_rows:
+        rows = np.random.default_rng(data.seed).choice(len(logits), data.max_rows, replace=False)
+        logits = logits[np.sort(rows)]
+    return snd_from_logits(logits, data.temperature, multi_label=data.task.multi_label)
+
+
+def _outputs(model: TransferModel, data: ValidationData, names: tuple[str, ...]) -> tuple[Any, Any]:
+    needs_source = any(n in ("source-accuracy", "iwv") for n in names)
+    src = (
+        model_outputs(model, _source(data, names[0]), data.preprocessor, data.batch_size)
+        if needs_source
+        else None
+    )
+    tgt = model_outputs(model, data.target, data.preprocessor, data.batch_size)
+    return src, tgt
+
+
+def source_accuracy(model: TransferModel, data: ValidationData) -> float:
+    """Accuracy on the labelled source validation split."""
+    return score("source-accuracy", model, data)
+
+
+def importance_weighted_validation(model: TransferModel, data: ValidationData) -> float:
+    """Minus the importance-weighted source validation loss (an estimate of the target loss):
+    the weights are the density ratios of :func:`density_ratios` on pooled features."""
+    return score("iwv", model, data)
+
+
 def soft_neighbourhood_density(model: TransferModel, data: ValidationData) -> float:
     """SND: mean entropy of each target row's softmax(similarity / temperature) over the other
     rows, similarities being dot products of L2-normalised class-probability vectors."""
-    target = data.target
-    if len(target) > data.max_rows:
-        rows = np.random.default_rng(data.seed).choice(len(target), data.max_rows, replace=False)
-        target = target.select(sorted(rows.tolist()))
-    _, logits = model_outputs(model, target, data.preprocessor, data.batch_size)
-    return snd_from_logits(logits, data.temperature, multi_label=data.task.multi_label)
+    return score("snd", model, data)
 
 
 def snd_from_logits(
@@ -195,23 +216,26 @@ def snd_from_logits(
     return float(entropy.mean())
 
 
-_FUNCTIONS: dict[str, Callable[[TransferModel, ValidationData], float]] = {
-    "source-accuracy": source_accuracy,
-    "iwv": importance_weighted_validation,
-    "snd": soft_neighbourhood_density,
+_FUNCTIONS: dict[str, Callable[[ValidationData, Any, Any], float]] = {
+    "source-accuracy": _source_accuracy,
+    "iwv": _iwv,
+    "snd": _snd,
 }
 
 
 def score(name: str, model: TransferModel, data: ValidationData) -> float:
     """The score of validator ``name`` (higher is better)."""
-    return _FUNCTIONS[check_validator(name)](model, data)
+    check_validator(name)
+    src, tgt = _outputs(model, data, (name,))
+    return _FUNCTIONS[name](data, src, tgt)
 
 
 def score_all(model: TransferModel, data: ValidationData) -> dict[str, float]:
     """Every validator that the data allow (those needing a source split are left out when
-    there is none)."""
-    names = VALIDATORS if data.source is not None else ("snd",)
-    return {name: score(name, model, data) for name in names}
+    there is none); the model runs once over each data set."""
+    names: tuple[str, ...] = VALIDATORS if data.source is not None else ("snd",)
+    src, tgt = _outputs(model, data, names)
+    return {name: _FUNCTIONS[name](data, src, tgt) for name in names}
 
 
 class ValidatorCallback:

@@ -29,7 +29,7 @@ def check_labels(labels: np.ndarray, n_features_rows: int | None = None) -> np.n
         raise DataError(f"{len(y)} labels for {n_features_rows} feature rows")
     classes = np.unique(y)
     if len(classes) < 2:
-        shown = "no examples" if len(classes) == 0 else f"only class {classes[0]!r}"
+        shown = "no examples" if len(classes) == 0 else f"only class {classes[0].item()!r}"
         raise DataError(
             f"ranking needs labelled data with at least two classes; the data have {shown}"
         )

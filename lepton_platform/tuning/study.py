@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,20 +101,28 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs["pool_pre_ping"] = True
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
-    except Exception as exc:  # sqlalchemy's errors, a missing database driver
-        reason = " ".join(str(exc).split())[:300]
-        raise ConfigError(
-            f"--storage {_shown(url)}: cannot open the study database ({type(exc).__name__}: "
-            f"{reason}); check the URL, that the server is reachable and its driver installed"
-        ) from None
+    for attempt in range(6):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
+        except Exception as exc:  # sqlalchemy's errors, a missing database driver
+            # workers started together race to create the schema: the loser retries
+            racing = type(exc).__name__ == "IntegrityError" or "locked" in str(exc)
+            if racing and attempt < 5:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            reason = " ".join(str(exc).split())[:300]
+            raise ConfigError(
+                f"--storage {_shown(url)}: cannot open the study database "
+                f"({type(exc).__name__}: {reason}); check the URL, that the server is reachable "
+                "and its driver installed"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def open_study(
