@@ -40,10 +40,14 @@ def test_logme_is_the_maximised_gaussian_evidence() -> None:
     def evidence(target: np.ndarray, alpha: float, beta: float) -> float:
         cov = np.eye(n) / beta + f @ f.T / alpha
         _sign, logdet = np.linalg.slogdet(cov)
-        return float(-0.5 * (n * math.log(2 * math.pi) + logdet + target @ np.linalg.solve(cov, target)))
+        return float(
+            -0.5 * (n * math.log(2 * math.pi) + logdet + target @ np.linalg.solve(cov, target))
+        )
 
     grid = np.exp(np.linspace(-4, 4, 81))
-    best = [max(evidence((y == c).astype(float), a, b) for a in grid for b in grid) / n for c in (0, 1)]
+    best = [
+        max(evidence((y == c).astype(float), a, b) for a in grid for b in grid) / n for c in (0, 1)
+    ]
     assert logme(f, y) == pytest.approx(np.mean(best), abs=2e-3)
     assert logme(f, y) >= np.mean(best) - 1e-6
 
@@ -96,5 +100,9 @@ def test_rank_refuses_one_class_before_any_extraction(tmp_path: Path) -> None:
 
     data = write_csv(tmp_path, rows=30, classes=1)
     with pytest.raises(DataError, match="two classes"):
-        rank(domain="tabular", data=[{"path": str(data)}], split={"validation": 0.2, "test": 0.2},
-             candidates=[{"name": "mlp", "options": {"num_features": 3}}])
+        rank(
+            domain="tabular",
+            data=[{"path": str(data)}],
+            split={"validation": 0.2, "test": 0.2},
+            candidates=[{"name": "mlp", "options": {"num_features": 3}}],
+        )

@@ -31,8 +31,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
         ({"train.lrr": {"low": 0.1, "high": 1.0}}, "train has no key 'lrr'.*'lr'"),
         ({"data.split.seed": [0, 1]}, "'data' section cannot be searched"),
         ({"train.epochs": {"type": "int", "low": 1.5, "high": 3}}, "integer bounds"),
-        ({"strategy.params.x": {"low": 0, "high": 1, "when": {"strategy.name": "freeze"}}},
-         "'strategy.name' is not a searched key"),
+        (
+            {"strategy.params.x": {"low": 0, "high": 1, "when": {"strategy.name": "freeze"}}},
+            "'strategy.name' is not a searched key",
+        ),
     ],
 )
 def test_bad_search_spaces_are_refused_naming_the_key(space: dict, message: str) -> None:
@@ -42,24 +44,40 @@ def test_bad_search_spaces_are_refused_naming_the_key(space: dict, message: str)
 
 def test_strategy_parameter_unknown_to_a_chosen_strategy(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
-    space = SearchSpace.parse({"strategy.name": ["finetune", "freeze"],
-                               "strategy.params.layer_decay": {"low": 0.5, "high": 1.0}})
+    space = SearchSpace.parse(
+        {
+            "strategy.name": ["finetune", "freeze"],
+            "strategy.params.layer_decay": {"low": 0.5, "high": 1.0},
+        }
+    )
     with pytest.raises(ConfigError, match="strategy 'freeze' has no parameter 'layer_decay'"):
         space.check(config)
 
 
 def test_suggest_and_apply_follow_the_conditions() -> None:
-    space = SearchSpace.parse({"strategy.name": ["finetune", "freeze"],
-                               "strategy.params.layer_decay": {"low": 0.5, "high": 1.0,
-                                                               "when": {"strategy.name": "finetune"}},
-                               "train.batch_size": [8, 16]})
-    values = space.suggest(optuna.trial.FixedTrial({"strategy.name": "freeze",
-                                                    "train.batch_size": 8}))
+    space = SearchSpace.parse(
+        {
+            "strategy.name": ["finetune", "freeze"],
+            "strategy.params.layer_decay": {
+                "low": 0.5,
+                "high": 1.0,
+                "when": {"strategy.name": "finetune"},
+            },
+            "train.batch_size": [8, 16],
+        }
+    )
+    values = space.suggest(
+        optuna.trial.FixedTrial({"strategy.name": "freeze", "train.batch_size": 8})
+    )
     assert values == {"strategy.name": "freeze", "train.batch_size": 8}
-    raw = space.apply({"strategy": {"name": "finetune", "params": {"layer_decay": 0.9}},
-                       "train": {"lr": 0.1}}, values)
-    assert raw == {"strategy": {"name": "freeze", "params": {}},
-                   "train": {"lr": 0.1, "batch_size": 8}}
+    raw = space.apply(
+        {"strategy": {"name": "finetune", "params": {"layer_decay": 0.9}}, "train": {"lr": 0.1}},
+        values,
+    )
+    assert raw == {
+        "strategy": {"name": "freeze", "params": {}},
+        "train": {"lr": 0.1, "batch_size": 8},
+    }
 
 
 def test_search_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +126,9 @@ def test_search_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # another config cannot continue this study: the difference is named
     text = config.read_text().replace("batch_size: 16", "batch_size: 8")
     config.write_text(text)
-    with pytest.raises(ConfigError, match=r"(?s)another config.*train\.batch_size: 16 in the study, 8"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)another config.*train\.batch_size: 16 in the study, 8"
+    ):
         tune(config, resume=True, n_trials=5)
 
 
@@ -119,8 +139,9 @@ def test_weak_trial_is_pruned_from_its_epoch_reports(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     bundle = _load_bundle(config)
     # a pruner that wants validation accuracy above 1.5: impossible, so the first report prunes
-    study = optuna.create_study(direction="maximize",
-                                pruner=optuna.pruners.ThresholdPruner(lower=1.5))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5)
+    )
     trial = study.ask()
     callback = PruningCallback(trial, "accuracy")
     with pytest.raises(optuna.TrialPruned, match="pruned after 1 epoch"):
@@ -151,7 +172,9 @@ def test_unreachable_storage_fails_before_any_trial(tmp_path: Path, url: str, me
     assert not (tmp_path / "out" / "tune.json").exists()
 
 
-def test_best_config_round_trips_through_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_best_config_round_trips_through_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path, extra="  pruner: none\n  sampler: random\n", trials=2)
     result = tune(config, final=False)

@@ -16,6 +16,7 @@ Sources (``format`` is inferred from ``path`` when omitted)::
     {"path": "saved/", "format": "hf"}                 # datasets.save_to_disk output
     {"dataset": hf_dataset, "image_column": "img"}     # a datasets.Dataset object
     {"path": "digits.npz"}                             # arrays "images" (N,H,W[,C]) and "labels"
+    {"path": "t10k-images-idx3-ubyte.gz", "labels_path": "t10k-labels-idx1-ubyte.gz"}  # IDX
     {"images": array, "labels": array, "label_names": [...]}
 
 Multi-label: ``{"path": "tags.csv", "multi_label": true}`` with labels separated by ``;``.
@@ -53,7 +54,7 @@ __all__ = ["ImageDomain"]
 
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "img", "image_path")
 _LABEL_COLUMNS = ("label", "labels", "class", "target")
-_FORMATS = ("folder", "csv", "json", "hf", "numpy")
+_FORMATS = ("folder", "csv", "json", "hf", "numpy", "idx")
 
 
 class ImageDomain(Domain):
@@ -129,6 +130,8 @@ class ImageDomain(Domain):
             return "json"
         if suffix == ".npz":
             return "numpy"
+        if "idx" in path.name.lower() or suffix == ".idx":
+            return "idx"
         raise ConfigError(
             f"{path}: cannot tell the format of this image source from its extension; "
             f"set format to one of {', '.join(_FORMATS)}"
@@ -303,6 +306,20 @@ class ImageDomain(Domain):
                 raise ConfigError("a NumPy image source needs 'labels' beside 'images'")
             labels = np.asarray(source["labels"])
             where = "arrays"
+        elif self._format(source) == "idx":
+            from lepton_image.idx import read_idx
+
+            file = Path(str(source["path"])).resolve()
+            where = str(file)
+            if "labels_path" not in source:
+                raise ConfigError(
+                    f"{file}: an IDX image source needs 'labels_path' (the labels' IDX file)"
+                )
+            images = read_idx(file)
+            labels = read_idx(Path(str(source["labels_path"])))
+            limit = source.get("limit")
+            if limit is not None:
+                images, labels = images[: int(limit)], labels[: int(limit)]
         else:
             file = Path(str(source["path"])).resolve()
             where = str(file)
