@@ -6,9 +6,9 @@ CORAL each with AdaBN; and target-supervised fine-tuning on the labelled target 
 ceiling. The default backbone is an MLP with batch-norm (the kit's ``TwoLayerBN``, 64 -> 128
 -> 128) on 8x8 grey levels (MNIST's digit box shrunk to 8x8 like the scans); ``--backbone
 resnet`` uses the image plugin's small ResNet (random init, ``small_input``, one block per
-stage, ``--image-size``/``--width``, no augmentation) instead, which is ~20x slower on CPU. Epochs are chosen by the
-label-free validator given with ``--validator`` (default: source validation accuracy); the
-MNIST test rows (disjoint from the unlabelled target pool) choose nothing.
+stage, ``--image-size``/``--width``, no augmentation) instead, ~20x slower on CPU.
+Epochs are chosen by the label-free validator given with ``--validator`` (default: source
+validation accuracy); the MNIST test rows (disjoint from the unlabelled target pool) choose nothing.
 
     .venv/bin/python benchmarks/adaptation_digits.py \\
         --out benchmarks/results/adaptation_digits.json
@@ -89,7 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbone", choices=["mlp-bn", "resnet"], default="mlp-bn")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=12)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--target-pool", type=int, default=1000)

@@ -80,6 +80,7 @@ def test_suggest_and_apply_follow_the_conditions() -> None:
     }
 
 
+@pytest.mark.slow
 def test_search_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path, trials=4)

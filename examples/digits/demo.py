@@ -29,20 +29,59 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from printed import render_printed_digits  # noqa: E402
+from printed import render_printed_digits
 
 LABELS = [str(d) for d in range(10)]
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist_test"
+ALL_STRATEGIES = [
+    "linear-probe",
+    "finetune",
+    "freeze",
+    "freeze-unfreeze",
+    "unfreeze-milestones",
+    "lp-ft",
+    "l2-sp",
+    "wise-ft",
+    "adabn",
+]
+
+
+def digit_domain(name: str, per_class: int = 250) -> tuple[np.ndarray, np.ndarray, float]:
+    """Images, labels and the top of the value range of one digit domain: ``printed``
+    (rendered from fonts), ``handwritten`` (scikit-learn's 8x8 scans) or ``mnist``
+    (../shared/data/mnist_test, 28x28)."""
+    if name == "printed":
+        images, labels = render_printed_digits(per_class, seed=0)
+        return images, labels, 16.0
+    if name == "handwritten":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images.astype(np.float32), digits.target.astype(np.int64), 16.0
+    if name == "mnist":
+        if not MNIST.is_dir():
+            raise SystemExit(f"{MNIST} is absent: the mnist domain needs ../shared/data")
+        from lepton_image.idx import read_idx
+
+        images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz").astype(np.float32)
+        labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        return images, labels, 255.0
+    raise SystemExit(f"unknown digit domain {name!r}: printed, handwritten or mnist")
+
+
 BACKBONE = "resnet18"
 BACKBONE_OPTIONS: dict[str, Any] = {"width": 16, "small_input": True, "image_size": 16}
 STRATEGIES = ["linear-probe", "finetune", "lp-ft", "wise-ft"]
 
 
-def arrays_source(images: np.ndarray, labels: np.ndarray, split: str | None = None) -> dict[str, Any]:
+def arrays_source(
+    images: np.ndarray, labels: np.ndarray, top: float, split: str | None = None
+) -> dict[str, Any]:
     source: dict[str, Any] = {
         "images": images.astype(np.float32),
         "labels": labels,
         "label_names": LABELS,
-        "value_range": [0, 16],
+        "value_range": [0, top],
     }
     if split is not None:
         source["split"] = split
@@ -50,7 +89,12 @@ def arrays_source(images: np.ndarray, labels: np.ndarray, split: str | None = No
 
 
 def target_sample(
-    images: np.ndarray, labels: np.ndarray, test_mask: np.ndarray, per_class: int, seed: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    top: float,
+    test_mask: np.ndarray,
+    per_class: int,
+    seed: int,
 ) -> list[dict[str, Any]]:
     """``per_class`` labelled training and as many validation examples per class, drawn with
     ``seed`` from the non-test part; the fixed test split."""
@@ -64,13 +108,13 @@ def target_sample(
         val_idx.extend(chosen[per_class:])
     test_idx = np.flatnonzero(test_mask)
     return [
-        arrays_source(images[train_idx], labels[train_idx], "train"),
-        arrays_source(images[val_idx], labels[val_idx], "validation"),
-        arrays_source(images[test_idx], labels[test_idx], "test"),
+        arrays_source(images[train_idx], labels[train_idx], top, "train"),
+        arrays_source(images[val_idx], labels[val_idx], top, "validation"),
+        arrays_source(images[test_idx], labels[test_idx], top, "test"),
     ]
 
 
-def plot(results: dict[int, Any], path: Path) -> None:
+def plot(results: dict[int, Any], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,13 +130,12 @@ def plot(results: dict[int, Any], path: Path) -> None:
             means.append(row["mean"])
             stds.append(row["std"])
         style = "--" if name in ("scratch", "source-only") else "-"
-        ax.errorbar(budgets, means, yerr=stds, label=name, marker="o", linestyle=style,
-                    capsize=3)
+        ax.errorbar(budgets, means, yerr=stds, label=name, marker="o", linestyle=style, capsize=3)
     ax.set_xscale("log")
     ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.set_xlabel("labelled handwritten examples per class")
-    ax.set_ylabel("test accuracy (handwritten digits)")
-    ax.set_title("Printed -> handwritten digits")
+    ax.set_xlabel("labelled target examples per class")
+    ax.set_ylabel("test accuracy on the target")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -108,6 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-per-class", type=int, default=250)
     parser.add_argument("--source-epochs", type=int, default=6)
     parser.add_argument("--target-epochs", type=int, default=15)
+    parser.add_argument("--source", default="printed", help="printed, handwritten or mnist")
+    parser.add_argument("--target", default="handwritten", help="handwritten or mnist")
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated strategy names, or 'all'",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=0,
+        help="test images per class (default: half of the target domain)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run (tests)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -129,53 +185,74 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = list(range(args.seeds))
 
-    print(f"[1/3] rendering {10 * args.source_per_class} printed digits from "
-          "matplotlib's fonts", flush=True)
-    x_src, y_src = render_printed_digits(args.source_per_class, seed=0)
-    print("[2/3] training the source model (ResNet-18, quarter width) on printed digits",
-          flush=True)
+    strategies = ALL_STRATEGIES if args.strategies == "all" else args.strategies.split(",")
+    print(
+        f"[1/3] reading the source domain ({args.source}) and the target ({args.target})",
+        flush=True,
+    )
+    x_src, y_src, top_src = digit_domain(args.source, args.source_per_class)
+    images, labels, top = digit_domain(args.target)
+    print(
+        f"[2/3] training the source model (ResNet-18, quarter width) on {len(y_src)} "
+        f"{args.source} digits",
+        flush=True,
+    )
     source = lp.transfer(
         domain="image",
-        data=arrays_source(x_src, y_src),
+        data=arrays_source(x_src, y_src, top_src),
         split={"validation": 0.1, "test": 0.1, "seed": 0},
         backbone=BACKBONE,
         backbone_options=BACKBONE_OPTIONS,
         strategy="finetune",
-        train=TrainConfig(epochs=args.source_epochs, batch_size=64, lr=3e-3,
-                          scheduler="cosine", monitor="accuracy", progress=False, seed=0),
+        train=TrainConfig(
+            epochs=args.source_epochs,
+            batch_size=64,
+            lr=3e-3,
+            scheduler="cosine",
+            monitor="accuracy",
+            progress=False,
+            seed=0,
+        ),
         output_dir=out / "source",
         bootstrap=0,
     )
     source_model = out / "source" / "model"
-    print(f"      printed-digit test accuracy: {source.metrics['test']['accuracy']:.3f}",
-          flush=True)
+    print(
+        f"      source test accuracy ({args.source}): {source.metrics['test']['accuracy']:.3f}",
+        flush=True,
+    )
 
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images, labels = digits.images.astype(np.float32), digits.target.astype(np.int64)
     test_mask = np.zeros(len(labels), dtype=bool)
     rng = np.random.default_rng(0)
     for digit in range(10):
         idx = rng.permutation(np.flatnonzero(labels == digit))
-        test_mask[idx[: len(idx) // 2]] = True
+        test_mask[idx[: args.test_size or len(idx) // 2]] = True
 
-    print(f"[3/3] transferring to handwritten digits: budgets {budgets} labels per class, "
-          f"{len(seeds)} seed(s), {test_mask.sum()} test images", flush=True)
-    target_train = TrainConfig(epochs=args.target_epochs, batch_size=16, lr=1e-3,
-                               scheduler="cosine", monitor="accuracy",
-                               early_stopping_patience=None, progress=False)
+    print(
+        f"[3/3] transferring to {args.target} digits: budgets {budgets} labels per class, "
+        f"{len(seeds)} seed(s), {test_mask.sum()} test images",
+        flush=True,
+    )
+    target_train = TrainConfig(
+        epochs=args.target_epochs,
+        batch_size=16,
+        lr=1e-3,
+        scheduler="cosine",
+        monitor="accuracy",
+        early_stopping_patience=None,
+        progress=False,
+    )
     results: dict[int, Any] = {}
     warnings: list[str] = []
     for budget in budgets:
         comparison = lp.compare(
-            STRATEGIES,
+            strategies,
             seeds=seeds,
             baselines=True,
             source_model=source_model,
             progress=lambda msg, b=budget: print(f"      {b}/class: {msg}", flush=True),
             domain="image",
-            data=lambda seed, k=budget: target_sample(images, labels, test_mask, k, seed),
+            data=lambda seed, k=budget: target_sample(images, labels, top, test_mask, k, seed),
             backbone=BACKBONE,
             backbone_options=BACKBONE_OPTIONS,
             pretrained=str(source_model),
@@ -187,16 +264,20 @@ def main(argv: list[str] | None = None) -> int:
         print(comparison.to_markdown() + "\n", flush=True)
         warnings.extend(f"{budget}/class: {w}" for w in comparison.warnings)
 
-    plot(results, out / "accuracy_vs_labels.png")
+    plot(results, out / "accuracy_vs_labels.png", f"{args.source} -> {args.target} digits")
     summary = {
-        "source_test_accuracy_printed": source.metrics["test"]["accuracy"],
+        "source": args.source,
+        "target": args.target,
+        "source_test_accuracy": source.metrics["test"]["accuracy"],
         "budgets": results,
         "warnings": warnings,
         "seconds": time.perf_counter() - started,
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"Done in {summary['seconds']:.0f} s. Table and figure in {out}/ "
-          "(demo.json, accuracy_vs_labels.png).")
+    print(
+        f"Done in {summary['seconds']:.0f} s. Table and figure in {out}/ "
+        "(demo.json, accuracy_vs_labels.png)."
+    )
     return 0
 
 

@@ -16,12 +16,26 @@ from PIL import Image, ImageDraw, ImageFont
 
 #: Font files (in matplotlib's mpl-data) whose digits are ordinary lining figures.
 FONT_NAMES = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
-    "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
-    "DejaVuSansMono-Oblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
-    "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
-    "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmti10.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmti10.ttf",
 )
 
 
@@ -42,18 +56,25 @@ def _draw(digit: int, font_path: Path, rng: np.random.Generator) -> np.ndarray:
     font = ImageFont.truetype(str(font_path), size=size)
     stroke = int(rng.integers(0, 3))
     ImageDraw.Draw(canvas).text(
-        (size, size), str(digit), fill=255, font=font, anchor="mm", stroke_width=stroke,
+        (size, size),
+        str(digit),
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=stroke,
         stroke_fill=255,
     )
     shear = float(rng.uniform(-0.35, 0.35))  # slant about the centre
     canvas = canvas.transform(
-        canvas.size, Image.Transform.AFFINE, (1, shear, -shear * size, 0, 1, 0),
+        canvas.size,
+        Image.Transform.AFFINE,
+        (1, shear, -shear * size, 0, 1, 0),
         resample=Image.Resampling.BILINEAR,
     )
     canvas = canvas.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
     pixels = np.asarray(canvas) > 96
     rows, cols = np.nonzero(pixels)
-    crop = pixels[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     return crop
 
 
@@ -67,7 +88,7 @@ def _optdigits(crop: np.ndarray) -> np.ndarray:
     )
     frame = np.zeros((32, 32), dtype=bool)
     top, left = (32 - new_h) // 2, (32 - new_w) // 2
-    frame[top: top + new_h, left: left + new_w] = np.asarray(image) > 127
+    frame[top : top + new_h, left : left + new_w] = np.asarray(image) > 127
     return frame.reshape(8, 4, 8, 4).sum(axis=(1, 3)).astype(np.float32)
 
 

@@ -32,6 +32,7 @@ RESUME_IGNORED = (
     "train.keep_checkpoints",
     "train.checkpoint_every_steps",
     "train.trackers",
+    "search",
 )
 
 

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [("PLUGIN", "VERSION", "STATUS", "PROVIDES")]
         for p in plugins:
             provides = "; ".join(
-                f"{kind}: {', '.join(p['provides'][kind])}" for kind in KINDS
+                f"{kind}: {', '.join(p['provides'][kind])}"
+                for kind in KINDS
                 if kind in p["provides"]
             )
             rows.append((p["distribution"], p["version"] or "-", p["status"], provides or "-"))
