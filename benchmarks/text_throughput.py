@@ -2,7 +2,7 @@
 
 1. Padding: MiniLM training steps (forward, backward, AdamW) over the same sentences with
    every sentence padded to 128 tokens, with dynamic padding per random batch, and with dynamic
-   padding plus length-grouped batches (lepton_text's ``LengthGroupedBatchSampler``).
+   padding plus length-grouped batches (the fine-tune engine's ``length_grouped_batches``).
 2. Loops (``--loops``, off by default): one epoch of MiniLM fine-tuning on the review sentences
    with this plugin's backbone and dynamic padding, through Lepton's fine-tune engine, a plain
    PyTorch loop and ``transformers.Trainer``, from the same initial weights. The engine's own
@@ -33,12 +33,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import datasets
+import numpy as np
 import torch
 from lepton_text.preprocess import TextPreprocessor
 from torch import nn
 
 import lepton_platform as lp
 from lepton_platform.data import BadRecords, prepare
+from lepton_platform.engine._loop_utils import length_grouped_batches
 from lepton_platform.models import TransferModel
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment_sentences"
@@ -107,7 +109,15 @@ def bench_padding(
     assert isinstance(pre, TextPreprocessor)
     n = len(prepared)
     shuffled = random_batches(n, batch_size, seed)
-    grouped = pre.batch_sampler(prepared["length"], batch_size, seed=seed).batches()
+    grouped = [
+        b.tolist()
+        for b in length_grouped_batches(
+            np.asarray(prepared["length"]),
+            batch_size,
+            torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy(),
+            torch.Generator().manual_seed(seed),
+        )
+    ]
     runs = {
         "pad_to_128": (pre.with_padding("max_length"), shuffled),
         "dynamic": (pre, shuffled),

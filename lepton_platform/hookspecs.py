@@ -160,9 +160,9 @@ def lepton_metrics() -> Sequence[MetricSpec]:
         from lepton_platform import MetricSpec, hookimpl
 
         def _load():
-            import evaluate
+            from lepton_platform.metrics import load_path  # evaluate.load by path, cached
 
-            return evaluate.load(str(Path(__file__).parent / "metrics" / "kappa.py"))
+            return load_path(Path(__file__).parent / "metrics" / "kappa.py")
 
         @hookimpl
         def lepton_metrics():

@@ -56,6 +56,10 @@ class Preprocessor(ABC):
     input_columns: tuple[str, ...] = ()
     #: Columns ``transform`` writes; ``collate`` reads them.
     output_columns: tuple[str, ...] = ()
+    #: An output column holding each example's length (tokens, samples), or ``None``. When set,
+    #: the fine-tune engine batches examples of similar length together in training, so that
+    #: dynamic padding in ``collate`` pads little (``TrainConfig.group_by_length``).
+    length_column: str | None = None
 
     @abstractmethod
     def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -180,10 +180,10 @@ def transfer(
         }
         target = None
         if unlabelled_target is not None:
+            from lepton_platform.adaptation._common import strip_labels
+
             target = prepare(
-                unlabelled_target.remove_columns(
-                    [c for c in ("label",) if c in unlabelled_target.column_names]
-                ),
+                strip_labels(unlabelled_target, "transfer(unlabelled_target=...)"),
                 preprocessor,
                 desc="preprocess (unlabelled target)",
             )

@@ -138,6 +138,7 @@ def test_target_labels_are_dropped_with_a_warning() -> None:
 
 def test_bad_targets_fail_before_training() -> None:
     job = tiny_job(epochs=1)
+    job.unlabelled_target = None
     calls = job.model.backbone.calls  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="no target data"):
         DANN().run(job)
@@ -171,3 +172,31 @@ def test_score_all_without_source_uses_snd_only() -> None:
     job, _ = _job(epochs=1)
     data = ValidationData(job.task, job.preprocessor, None, job.unlabelled_target)  # type: ignore[attr-defined]
     assert set(score_all(job.model, data)) == {"snd"}  # type: ignore[attr-defined]
+
+
+def test_transfer_with_dann_says_target_labels_are_ignored() -> None:
+    from lepton_platform.data import DataBundle
+    from lepton_platform.testing.tiny import TwoLayerBN
+    from lepton_platform.transfer import transfer
+
+    bundle = DataBundle(
+        train=blobs(120, seed=1),
+        validation=blobs(45, seed=2),
+        test=blobs(60, seed=3),
+        label_names=["a", "b", "c"],
+        input_columns=("features",),
+    )
+    with pytest.warns(TargetLabelsIgnored, match="transfer"):
+        result = transfer(
+            domain="tabular",
+            data=bundle,
+            backbone=TwoLayerBN(),
+            strategy="dann",
+            strategy_params={"validator": "iwv", "adabn": True},
+            train={"epochs": 1, "progress": False, "trackers": ()},
+            unlabelled_target=blobs(90, seed=4, shift=SHIFT),
+            bootstrap=0,
+        )
+    assert result.details["selection"]["validator"] == "iwv"
+    assert result.details["target_examples"] == 90
+    assert result.strategy["name"] == "dann"

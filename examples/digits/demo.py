@@ -164,14 +164,25 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="test images per class (default: half of the target domain)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: these models are tiny, and one thread per process "
+        "does not stall when other work shares the cores)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny run (tests)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets = 1, "1,3"
         args.source_per_class, args.source_epochs, args.target_epochs = 40, 2, 3
 
+    import torch
+
     import lepton_platform as lp
     from lepton_platform.engine.finetune import TrainConfig
+
+    torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     out = Path(args.out)

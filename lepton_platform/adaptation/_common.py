@@ -306,6 +306,8 @@ class AlignmentStrategy(Strategy):
         def regularizer(model: TransferModel) -> torch.Tensor:
             source = tap.take()
             device = source.device
+            if self.weight == 0:  # no alignment: source-only training, target never drawn
+                return torch.zeros((), device=device)
             tgt = model.backbone(**stream.next(device))
             tap.features = None  # the target pass is not a source batch
             p = min(progress.step / total, 1.0)

@@ -19,9 +19,11 @@ from lepton_platform.models import Preprocessor
 __all__ = [
     "BatchPlan",
     "DatasetView",
+    "balanced_weights",
     "capture_rng",
     "default_param_groups",
     "derive_seed",
+    "length_grouped_batches",
     "lr_lambda",
     "make_collate",
     "restore_rng",
@@ -51,23 +53,37 @@ class BatchPlan:
         seed: int,
         shuffle: bool,
         num_processes: int = 1,
+        weights: Sequence[float] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         self.num_examples = num_examples
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.num_processes = num_processes
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
 
     def global_batches(self, epoch: int) -> list[np.ndarray]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
-            order = torch.randperm(self.num_examples, generator=generator).numpy()
-        else:
+        """The epoch's global batches. With ``weights`` the examples are drawn with
+        replacement in proportion to them (a balanced sampler); with ``lengths`` examples of
+        similar length share batches (:func:`length_grouped_batches`)."""
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+        if not self.shuffle:
             order = np.arange(self.num_examples)
-        batches = [
-            order[start : start + self.batch_size]
-            for start in range(0, self.num_examples, self.batch_size)
-        ]
+        elif self.weights is not None:
+            order = torch.multinomial(
+                self.weights, self.num_examples, replacement=True, generator=generator
+            ).numpy()
+        else:
+            order = torch.randperm(self.num_examples, generator=generator).numpy()
+        if self.shuffle and self.lengths is not None:
+            batches = length_grouped_batches(self.lengths, self.batch_size, order, generator)
+        else:
+            batches = [
+                order[start : start + self.batch_size]
+                for start in range(0, self.num_examples, self.batch_size)
+            ]
         if batches and len(batches[-1]) < self.num_processes:
             batches.pop()
         return batches
@@ -81,6 +97,48 @@ class BatchPlan:
         """This process's contiguous share of a global batch."""
         bounds = np.linspace(0, len(batch), num_processes + 1).round().astype(int)
         return batch[bounds[rank] : bounds[rank + 1]]
+
+
+def length_grouped_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    order: np.ndarray,
+    generator: torch.Generator,
+    mega_batch_factor: int = 50,
+) -> list[np.ndarray]:
+    """Batches of examples of similar length, in a random order.
+
+    ``order`` (a permutation, or a weighted draw) is cut into mega-batches of
+    ``batch_size * mega_batch_factor``; each is sorted by length, longest first, and cut into
+    batches; the batches are shuffled, the one holding the longest example first (an
+    out-of-memory error shows on the first step, not the last). With dynamic padding in
+    ``collate`` this pads little, while the training order stays random. The last batch may be
+    short, as without grouping.
+    """
+    mega = batch_size * mega_batch_factor
+    grouped: list[np.ndarray] = []
+    for start in range(0, len(order), mega):
+        chunk = order[start : start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        grouped.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    if len(grouped) > 1:
+        # the (single) short batch goes last, so every other batch is full
+        short = [b for b in grouped if len(b) < batch_size]
+        full = [b for b in grouped if len(b) == batch_size]
+        permutation = torch.randperm(len(full), generator=generator).tolist()
+        full = [full[i] for i in permutation]
+        if full:
+            longest = max(range(len(full)), key=lambda b: int(lengths[full[b]].max()))
+            full[0], full[longest] = full[longest], full[0]
+        grouped = full + short
+    return grouped
+
+
+def balanced_weights(labels: Sequence[int]) -> np.ndarray:
+    """Per-example weights ``1 / count(class)``: each class is drawn equally often."""
+    values = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(values)
+    return 1.0 / counts[values]
 
 
 class _LocalBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
@@ -140,9 +198,11 @@ def _overrides_augment(preprocessor: Preprocessor) -> bool:
 
 
 def make_collate(
-    preprocessor: Preprocessor, *, train: bool, with_labels: bool
+    preprocessor: Preprocessor, *, train: bool, with_labels: bool, multi_hot: int | None = None
 ) -> Callable[[tuple[int, list[dict[str, Any]]]], dict[str, torch.Tensor]]:
-    """``preprocessor.collate([preprocessor.augment(e) ...])`` plus a ``labels`` tensor.
+    """``preprocessor.collate([preprocessor.augment(e) ...])`` plus a ``labels`` tensor;
+    with ``multi_hot=num_labels`` each row's list of label indices becomes a 0/1 vector
+    (multi-label tasks).
 
     Augmentation (training only) runs under RNGs seeded from the batch's seed, then the global
     RNG states are put back: augmentation is reproducible whatever the worker count or resume
@@ -163,7 +223,13 @@ def make_collate(
                 restore_rng(saved)
         batch = dict(preprocessor.collate(examples))
         if labels is not None:
-            batch["labels"] = torch.as_tensor(np.asarray(labels))
+            if multi_hot is not None:
+                hot = torch.zeros(len(labels), multi_hot, dtype=torch.float32)
+                for row, indices in enumerate(labels):
+                    hot[row, list(indices)] = 1.0
+                batch["labels"] = hot
+            else:
+                batch["labels"] = torch.as_tensor(np.asarray(labels))
         return batch
 
     return collate

@@ -41,6 +41,7 @@ from lepton_platform.engine._loop_utils import (
     BatchPlan,
     DatasetView,
     _LocalBatches,
+    balanced_weights,
     capture_rng,
     default_param_groups,
     derive_seed,
@@ -89,7 +90,10 @@ class TrainConfig:
     ``monitor`` is ``"loss"`` (validation loss) or a metric name from the evaluate engine;
     ``monitor_mode="auto"`` minimises the loss and maximises metrics. ``trackers="auto"`` logs
     to TensorBoard and MLflow when they are installed and ``output_dir`` is set; ``()`` turns
-    them off.
+    them off. ``sampler`` is ``"shuffle"`` (each example once per epoch) or ``"balanced"``
+    (drawn with replacement, each class equally often: imbalanced single-label data). ``group_by_length`` batches examples
+    of similar length together when the preprocessor names a ``length_column`` (text, speech:
+    dynamic padding then pads little).
     """
 
     epochs: int = 3
@@ -117,6 +121,8 @@ class TrainConfig:
     log_every_steps: int = 10
     progress: bool = True
     trackers: str | tuple[str, ...] = "auto"
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -183,6 +189,8 @@ class TrainConfig:
             unknown = [t for t in self.trackers if t not in ("tensorboard", "mlflow")]
             if unknown:
                 raise bad("trackers", f"unknown tracker(s) {unknown}; use 'tensorboard', 'mlflow'")
+        if self.sampler not in ("shuffle", "balanced"):
+            raise bad("sampler", "must be 'shuffle' or 'balanced'")
 
     @property
     def mode(self) -> Literal["min", "max"]:
@@ -401,7 +409,13 @@ class Trainer:
         acc = self.accelerator
         num_processes, rank = acc.num_processes, acc.process_index
         plan = BatchPlan(
-            len(train), cfg.batch_size, seed=cfg.seed, shuffle=True, num_processes=num_processes
+            len(train),
+            cfg.batch_size,
+            seed=cfg.seed,
+            shuffle=True,
+            num_processes=num_processes,
+            weights=self._sample_weights(train),
+            lengths=self._lengths(train, preprocessor),
         )
         batches_per_epoch = len(plan)
         if batches_per_epoch == 0:
@@ -438,7 +452,9 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_train_start(self)
             view = DatasetView(train, [*preprocessor.output_columns, "label"])
-            collate = make_collate(preprocessor, train=True, with_labels=True)
+            collate = make_collate(
+                preprocessor, train=True, with_labels=True, multi_hot=self._multi_hot
+            )
             augment_seed = derive_seed(cfg.seed, "augment")
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch
@@ -647,16 +663,43 @@ class Trainer:
         self._save_checkpoint(state, fingerprints, end_of_epoch=True)
 
     def _metric(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        from lepton_platform.engine.evaluate import compute_metrics
+        from lepton_platform.engine.evaluate import compute_metrics, headline_key
 
         name = self.config.monitor
         values = compute_metrics(self.task, logits, labels, metrics=[name])
-        if name not in values:
+        key = headline_key(name)
+        if key not in values:
             raise ConfigError(
                 f"TrainConfig.monitor {name!r}: the evaluate engine returned "
-                f"{sorted(values)}; choose one of those or 'loss'"
+                f"{sorted(values)}; choose a metric name or 'loss'"
             )
-        return float(values[name])
+        return float(values[key])
+
+    @property
+    def _multi_hot(self) -> int | None:
+        """Multi-label tasks train on 0/1 vectors built from each row's label indices."""
+        return self.task.num_labels if self.task.multi_label else None
+
+    def _sample_weights(self, train: Any) -> np.ndarray | None:
+        if self.config.sampler != "balanced":
+            return None
+        if self.task.multi_label:
+            raise ConfigError(
+                "TrainConfig.sampler 'balanced' draws each class equally often, which needs "
+                "single-label data; this task is multi-label"
+            )
+        return balanced_weights(train["label"])
+
+    def _lengths(self, train: Any, preprocessor: Preprocessor) -> np.ndarray | None:
+        column = preprocessor.length_column
+        if not self.config.group_by_length or column is None:
+            return None
+        if column not in train.column_names:
+            raise DataError(
+                f"the preprocessor groups batches by its {column!r} column, which the training "
+                f"data lacks (it has {train.column_names}); was it prepared with this backbone?"
+            )
+        return np.asarray(train[column], dtype=np.int64)
 
     def _fail_nonfinite(self, state: _RunState, batch: int, value: float) -> None:
         last = ckpt.latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
@@ -698,7 +741,12 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             view,
             batch_sampler=batches,
-            collate_fn=cast(Any, make_collate(preprocessor, train=False, with_labels=with_labels)),
+            collate_fn=cast(
+                Any,
+                make_collate(
+                    preprocessor, train=False, with_labels=with_labels, multi_hot=self._multi_hot
+                ),
+            ),
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator(),

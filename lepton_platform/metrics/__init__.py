@@ -18,7 +18,7 @@ from typing import Any
 
 from lepton_platform.errors import UnknownNameError, did_you_mean
 
-__all__ = ["METRICS_DIR", "MODULES", "load_module", "module_path"]
+__all__ = ["METRICS_DIR", "MODULES", "load_module", "load_path", "module_path"]
 
 #: The folder holding the shipped modules.
 METRICS_DIR = Path(__file__).resolve().parent
@@ -46,17 +46,21 @@ def module_path(module: str) -> Path:
     return METRICS_DIR / module / f"{module}.py"
 
 
-def load_module(module: str, config_name: str | None = None) -> Any:
-    """Load a shipped ``evaluate`` module by path, once per process (later calls reuse it).
+def load_path(script: str | Path, config_name: str | None = None) -> Any:
+    """Load an ``evaluate`` module script by path, once per process (later calls reuse it).
 
-    Results are kept in memory (no cache files are written for predictions).
+    Results are kept in memory (no cache files are written for predictions). Plugins load the
+    modules they ship with it, so that their metrics work offline too.
     """
-    key = (module, config_name)
+    key = (str(Path(script).resolve()), config_name)
     with _lock:
         if key not in _cache:
             import evaluate
 
-            _cache[key] = evaluate.load(
-                str(module_path(module)), config_name=config_name, keep_in_memory=True
-            )
+            _cache[key] = evaluate.load(key[0], config_name=config_name, keep_in_memory=True)
         return _cache[key]
+
+
+def load_module(module: str, config_name: str | None = None) -> Any:
+    """Load one of the modules shipped with the core (see :func:`load_path`)."""
+    return load_path(module_path(module), config_name)

@@ -5,7 +5,6 @@ second on CPU."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -15,25 +14,8 @@ from torch import nn
 
 from lepton_platform.models import Backbone, LayerGroup, Preprocessor, TransferModel
 from lepton_platform.strategies.base import TransferJob
+from lepton_platform.strategies.probe import FeaturePreprocessor
 from lepton_platform.tasks import ClassificationTask
-
-
-class VectorPreprocessor(Preprocessor):
-    input_columns = ("features",)
-    output_columns = ("features",)
-
-    def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return {"features": batch["features"]}
-
-    def collate(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        return {
-            "features": torch.tensor(
-                np.stack([e["features"] for e in examples]), dtype=torch.float32
-            )
-        }
-
-    def config(self) -> dict[str, Any]:
-        return {"kind": "vector"}
 
 
 class TwoLayerBN(Backbone):
@@ -56,7 +38,7 @@ class TwoLayerBN(Backbone):
         return [LayerGroup("block1", (self.block1,)), LayerGroup("block2", (self.block2,))]
 
     def preprocessor(self) -> Preprocessor:
-        return VectorPreprocessor()
+        return FeaturePreprocessor()
 
     def config(self) -> dict[str, Any]:
         return dict(self.options)
@@ -65,7 +47,7 @@ class TwoLayerBN(Backbone):
         return {"features": torch.randn(batch_size, self.options["num_features"])}
 
 
-__all__ = ["TwoLayerBN", "VectorPreprocessor", "blobs", "tiny_job", "tiny_model"]
+__all__ = ["TwoLayerBN", "blobs", "tiny_job", "tiny_model"]
 
 
 def blobs(n: int, seed: int, shift: float = 0.0, num_features: int = 4) -> datasets.Dataset:
@@ -85,9 +67,7 @@ def blobs(n: int, seed: int, shift: float = 0.0, num_features: int = 4) -> datas
     )
 
 
-def tiny_model(
-    seed: int = 0, batchnorm: bool = True
-) -> tuple[TransferModel, ClassificationTask]:
+def tiny_model(seed: int = 0, batchnorm: bool = True) -> tuple[TransferModel, ClassificationTask]:
     """A :class:`TwoLayerBN` backbone with a classification head for the blobs' 3 labels."""
     torch.manual_seed(seed)
     task = ClassificationTask(["a", "b", "c"])
@@ -96,8 +76,9 @@ def tiny_model(
 
 
 def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> TransferJob:
-    """A :class:`TransferJob` on the tiny model and blobs (240 training, 90 validation rows),
-    with the backbone's initial weights as theta_0 and a quiet training configuration."""
+    """A :class:`TransferJob` on the tiny model and blobs (240 training, 90 validation rows,
+    and 120 unlabelled rows of a shifted second domain for the adaptation strategies), with the
+    backbone's initial weights as theta_0 and a quiet training configuration."""
     from lepton_platform.engine.finetune import TrainConfig
     from lepton_platform.strategies.base import snapshot
 
@@ -119,4 +100,5 @@ def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> Transfer
         validation=blobs(90, seed=2),
         config=TrainConfig(**settings),
         pretrained_state=snapshot(model.backbone),
+        unlabelled_target=blobs(120, seed=3, shift=1.0).remove_columns("label"),
     )

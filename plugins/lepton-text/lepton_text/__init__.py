@@ -9,7 +9,7 @@ use it through the core registry::
     backbone = lp.create_backbone("all-minilm-l6-v2", pretrained=True)
 
 Importing this package imports nothing heavy; the modules ``domain``, ``backbone``,
-``preprocess`` and ``sampler`` import torch, transformers and datasets.
+``preprocess`` imports torch, transformers and datasets.
 """
 
 from __future__ import annotations

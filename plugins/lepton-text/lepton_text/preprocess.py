@@ -9,7 +9,7 @@ batch, and the example lengths for length-grouped batching.
   optionally rounded up to ``pad_to_multiple_of``) or to ``max_length``
   (``padding="max_length"``, the slow baseline) and builds ``attention_mask``.
 - :attr:`TextPreprocessor.length_column` names the lengths column and
-  :meth:`TextPreprocessor.batch_sampler` groups examples of similar length into batches.
+  its ``length`` column lets the engine group examples of similar length into batches.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from tokenizers import Tokenizer
 
 from lepton_platform.errors import ConfigError, DataError
 from lepton_platform.models import Preprocessor
-from lepton_text.sampler import LengthGroupedBatchSampler
 
 __all__ = ["TextPreprocessor"]
 
@@ -46,8 +45,8 @@ class TextPreprocessor(Preprocessor):
 
     #: ``text_pair`` is read too when the dataset has it (sentence pairs); it is optional.
     input_columns: tuple[str, ...] = ("text",)
-    #: The column :meth:`transform` writes with each example's number of tokens; an engine
-    #: that supports length grouping reads it (see :meth:`batch_sampler`).
+    #: The column :meth:`transform` writes with each example's number of tokens: the fine-tune
+    #: engine batches sentences of similar length together (``TrainConfig.group_by_length``).
     length_column = "length"
 
     def __init__(
@@ -173,26 +172,6 @@ class TextPreprocessor(Preprocessor):
             "token_type_ids": self.token_type_ids,
             "pad_token_id": self.pad_token_id,
         }
-
-    # -- length grouping ---------------------------------------------------------------------
-
-    def batch_sampler(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-    ) -> LengthGroupedBatchSampler:
-        """A batch sampler that groups examples of similar length (pass ``ds["length"]``).
-
-        An engine uses it as ``DataLoader(ds, batch_sampler=..., collate_fn=self.collate)``
-        and calls ``set_epoch(epoch)`` before each epoch.
-        """
-        return LengthGroupedBatchSampler(
-            lengths, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
 
     # -- pickling (datasets.map hashes and may pickle the transform) -------------------------
 

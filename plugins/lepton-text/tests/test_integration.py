@@ -27,7 +27,9 @@ FILES = {"amazon": "amazon_cells_labelled.txt", "yelp": "yelp_labelled.txt"}
 def features(backbone: TextBackbone, ds: object, cache: Path) -> np.ndarray:
     pre = backbone.preprocessor()
     prepared = prepare(ds, pre, cache=cache)  # type: ignore[arg-type]
-    sampler = pre.batch_sampler(prepared["length"], 64, shuffle=False)
+    lengths = np.asarray(prepared["length"])
+    order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
+    sampler = [order[i : i + 64].tolist() for i in range(0, len(order), 64)]
     out = np.zeros((len(prepared), backbone.feature_dim), dtype=np.float32)
     columns = list(pre.output_columns)
     backbone.eval()

@@ -7,7 +7,6 @@ by path so that they work offline, once per process.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,6 @@ __all__ = ["METRICS_DIR", "MODULES", "load_module", "module_path"]
 
 METRICS_DIR = Path(__file__).resolve().parent
 MODULES = ("ece", "threshold_rates")
-
-_cache: dict[tuple[str, str | None], Any] = {}
-_lock = threading.Lock()
 
 
 def module_path(module: str) -> Path:
@@ -33,12 +29,6 @@ def module_path(module: str) -> Path:
 
 def load_module(module: str, config_name: str | None = None) -> Any:
     """Load a shipped ``evaluate`` module by path (cached per process, results in memory)."""
-    key = (module, config_name)
-    with _lock:
-        if key not in _cache:
-            import evaluate
+    from lepton_platform.metrics import load_path
 
-            _cache[key] = evaluate.load(
-                str(module_path(module)), config_name=config_name, keep_in_memory=True
-            )
-        return _cache[key]
+    return load_path(module_path(module), config_name)
