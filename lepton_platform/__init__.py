@@ -82,8 +82,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "ArtifactError",
     "BackboneSpec",
-    "Comparison",
     "CommandSpec",
+    "Comparison",
     "ConfigError",
     "DataError",
     "DomainSpec",

@@ -287,6 +287,8 @@ def _source_only(source_model: str | Path, bundle: Any, seed: int) -> dict[str, 
                 f"{bundle.label_names}: the source-only baseline needs one label space"
             )
         logits, labels = predictor.logits_dataset(bundle.test)
+        if labels is None:
+            raise ConfigError("the source-only baseline needs a labelled test split")
         metrics = {"test": compute_metrics(predictor.task, logits, labels)}
     return {
         "seed": seed,

@@ -125,7 +125,9 @@ class TransferModel(nn.Module):
         self.head = head
 
     def features(self, **inputs: torch.Tensor) -> torch.Tensor:
-        return self.backbone(**inputs)
+        features: torch.Tensor = self.backbone(**inputs)
+        return features
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(**inputs))
+        logits: torch.Tensor = self.head(self.backbone(**inputs))
+        return logits

@@ -52,7 +52,8 @@ def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     accepted = [
-        n for n, p in params.items()
+        n
+        for n, p in params.items()
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     ]
     for key in options:

@@ -53,8 +53,8 @@ class BatchPlan:
         seed: int,
         shuffle: bool,
         num_processes: int = 1,
-        weights: Sequence[float] | None = None,
-        lengths: Sequence[int] | None = None,
+        weights: Sequence[float] | np.ndarray | None = None,
+        lengths: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         self.num_examples = num_examples
         self.batch_size = batch_size

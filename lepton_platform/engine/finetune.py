@@ -91,9 +91,9 @@ class TrainConfig:
     ``monitor_mode="auto"`` minimises the loss and maximises metrics. ``trackers="auto"`` logs
     to TensorBoard and MLflow when they are installed and ``output_dir`` is set; ``()`` turns
     them off. ``sampler`` is ``"shuffle"`` (each example once per epoch) or ``"balanced"``
-    (drawn with replacement, each class equally often: imbalanced single-label data). ``group_by_length`` batches examples
-    of similar length together when the preprocessor names a ``length_column`` (text, speech:
-    dynamic padding then pads little).
+    (drawn with replacement, each class equally often: imbalanced single-label data).
+    ``group_by_length`` batches examples of similar length together when the preprocessor
+    names a ``length_column`` (text, speech: dynamic padding then pads little).
     """
 
     epochs: int = 3

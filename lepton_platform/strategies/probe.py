@@ -90,10 +90,10 @@ def _fit_lbfgs(
         optimizer.zero_grad()
         loss = task.loss(head(features), labels)
         loss = loss + l2 * sum((w * w).sum() for w in weights)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    final = optimizer.step(closure)
+    final = optimizer.step(closure)  # type: ignore[no-untyped-call]
     head.eval()
     return float(final.detach())
 

@@ -78,6 +78,10 @@ def interpolate(
     return out
 
 
+#: 0, 0.1, ..., 1: the alphas WiSE-FT sweeps by default.
+DEFAULT_ALPHAS = tuple(i / 10 for i in range(11))
+
+
 class WiSEFT(Strategy):
     """WiSE-FT (Wortsman et al. 2022), the knowledge-transfer formula
     ``theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1``: theta_0 is the pretrained
@@ -90,7 +94,7 @@ class WiSEFT(Strategy):
     needs_pretrained = True
 
     def __init__(
-        self, alphas: Sequence[float] = tuple(i / 10 for i in range(11)), ft_lr: float | None = None
+        self, alphas: Sequence[float] = DEFAULT_ALPHAS, ft_lr: float | None = None
     ) -> None:
         values = [check_range(self.name, "alpha", a, 0.0, 1.0) for a in alphas]
         if not values:
@@ -132,6 +136,15 @@ class WiSEFT(Strategy):
         )
 
 
+class _Moments:
+    """Running sums of one batch-norm layer's inputs, per channel."""
+
+    def __init__(self, channels: int) -> None:
+        self.total = torch.zeros(channels, dtype=torch.float64)
+        self.squares = torch.zeros(channels, dtype=torch.float64)
+        self.count = 0
+
+
 def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int:
     """Re-estimate every batch-norm layer's statistics on ``dataset`` (labels unused).
 
@@ -144,23 +157,15 @@ def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int
     from lepton_platform.strategies.features import iterate_batches
 
     layers = model.backbone.batchnorm_layers()
-    sums: dict[int, list[torch.Tensor | int]] = {}
+    sums: dict[int, _Moments] = {}
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0].detach().double()
         dims = [d for d in range(x.ndim) if d != 1]
-        count = x.numel() // x.shape[1]
-        acc = sums.setdefault(
-            id(module),
-            [
-                torch.zeros(x.shape[1], dtype=torch.float64),
-                torch.zeros(x.shape[1], dtype=torch.float64),
-                0,
-            ],
-        )
-        acc[0] = acc[0] + x.sum(dims).cpu()  # type: ignore[operator]
-        acc[1] = acc[1] + x.pow(2).sum(dims).cpu()  # type: ignore[operator]
-        acc[2] = int(acc[2]) + count
+        moments = sums.setdefault(id(module), _Moments(x.shape[1]))
+        moments.total += x.sum(dims).cpu()
+        moments.squares += x.pow(2).sum(dims).cpu()
+        moments.count += x.numel() // x.shape[1]
 
     handles = [layer.register_forward_pre_hook(hook) for layer in layers]
     model.train()
@@ -181,11 +186,10 @@ def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int
     if seen == 0:
         raise ConfigError("adabn: the target data are empty")
     for layer in layers:
-        total, squares, count = sums[id(layer)]
-        assert isinstance(total, torch.Tensor) and isinstance(squares, torch.Tensor)
-        n = int(count)
-        mean = total / n
-        var = (squares / n - mean.pow(2)).clamp_min(0) * (n / max(n - 1, 1))
+        moments = sums[id(layer)]
+        n = moments.count
+        mean = moments.total / n
+        var = (moments.squares / n - mean.pow(2)).clamp_min(0) * (n / max(n - 1, 1))
         assert layer.running_mean is not None and layer.running_var is not None
         layer.running_mean.copy_(mean.to(layer.running_mean))
         layer.running_var.copy_(var.to(layer.running_var))

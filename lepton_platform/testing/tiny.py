@@ -32,7 +32,8 @@ class TwoLayerBN(Backbone):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        return self.block2(self.block1(inputs["features"]))
+        features: torch.Tensor = self.block2(self.block1(inputs["features"]))
+        return features
 
     def layer_groups(self) -> list[LayerGroup]:
         return [LayerGroup("block1", (self.block1,)), LayerGroup("block2", (self.block2,))]
