@@ -61,7 +61,7 @@ def main() -> int:
     import lepton_platform as lp  # noqa: F401  (plugins load)
     from lepton_platform.artifacts import load
     from lepton_platform.ranking import rank
-    from lepton_platform.transfer import transfer
+    from lepton_platform.recipe import transfer
 
     datasets.disable_progress_bars()
     work = Path(tempfile.mkdtemp(prefix="lepton-rank-bench-"))

@@ -50,12 +50,12 @@ from lepton_platform.specs import (
     TaskSpec,
 )
 
-#: Heavy parts of the public API, imported on first use (``lepton_platform.transfer`` ...).
+#: Heavy parts of the public API, imported on first use (``lepton_platform.recipe`` ...).
 _LAZY = {
-    "transfer": ("lepton_platform.transfer", "transfer"),
-    "TransferResult": ("lepton_platform.transfer", "TransferResult"),
-    "compare": ("lepton_platform.compare", "compare"),
-    "Comparison": ("lepton_platform.compare", "Comparison"),
+    "transfer": ("lepton_platform.recipe", "transfer"),
+    "TransferResult": ("lepton_platform.recipe", "TransferResult"),
+    "compare": ("lepton_platform.comparison", "compare"),
+    "Comparison": ("lepton_platform.comparison", "Comparison"),
     "load": ("lepton_platform.artifacts", "load"),
     "save_model": ("lepton_platform.artifacts", "save_model"),
     "TrainConfig": ("lepton_platform.engine.finetune", "TrainConfig"),

@@ -1,9 +1,10 @@
-"""The run configuration: one YAML file that says everything :func:`lepton_platform.transfer`
-(and :func:`lepton_platform.compare`) can be told, validated before anything heavy happens.
+"""The run configuration: one YAML file that says everything
+:func:`lepton_platform.recipe.transfer` (and :func:`lepton_platform.comparison.compare`) can be
+told, validated before anything heavy happens.
 
     >>> from lepton_platform.config import load_config                  # doctest: +SKIP
     >>> config = load_config("digits.yaml", overrides=["train.lr=0.01"])  # doctest: +SKIP
-    >>> result = lepton_platform.transfer.transfer(**config.to_transfer_kwargs())  # doctest: +SKIP
+    >>> result = lepton_platform.recipe.transfer(**config.to_transfer_kwargs())  # doctest: +SKIP
 
 Parsing a config imports no torch: the ``train`` section is derived from the fields of the
 fine-tune engine's ``TrainConfig`` (and ``data.split`` from the data layer's ``SplitConfig``)
@@ -483,7 +484,7 @@ class RunConfig(Section):
     # -- the Python API, both ways ---------------------------------------------------------
 
     def to_transfer_kwargs(self, output_dir: str | Path | None = None) -> dict[str, Any]:
-        """The keyword arguments of :func:`lepton_platform.transfer.transfer` that this config
+        """The keyword arguments of :func:`lepton_platform.recipe.transfer` that this config
         says (``output_dir`` only when given)."""
         domain: Any = self.domain.name
         if self.domain.options:
@@ -516,7 +517,7 @@ class RunConfig(Section):
         seeds: Sequence[int] | None = None,
         output_dir: str | Path | None = None,
     ) -> dict[str, Any]:
-        """The keyword arguments of :func:`lepton_platform.compare.compare`; ``strategies`` and
+        """The keyword arguments of :func:`lepton_platform.comparison.compare`; ``strategies`` and
         ``seeds`` (the CLI's flags) win over the ``compare`` section."""
         kwargs = self.to_transfer_kwargs()
         kwargs.pop("strategy")
@@ -545,7 +546,7 @@ class RunConfig(Section):
         output: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> RunConfig:
-        """The config that says what these :func:`~lepton_platform.transfer.transfer` arguments
+        """The config that says what these :func:`~lepton_platform.recipe.transfer` arguments
         say. Objects (a ``Backbone``, a ``DataBundle``) have no YAML form: use registered names
         and source mappings."""
         if kwargs.pop("unlabelled_target", None) is not None:
@@ -950,7 +951,7 @@ def config_reference() -> str:
         "The `train` section holds the fields of the fine-tune engine's `TrainConfig` "
         "(`lepton_platform.engine.finetune`), read from its source, so it always matches the "
         "engine. `RunConfig.to_transfer_kwargs()` turns a config into the arguments of "
-        "`lepton_platform.transfer.transfer`, and `RunConfig.from_transfer_kwargs(...)` goes "
+        "`lepton_platform.recipe.transfer`, and `RunConfig.from_transfer_kwargs(...)` goes "
         "back.",
         "",
     ]

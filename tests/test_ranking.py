@@ -68,7 +68,7 @@ def test_one_class_is_refused() -> None:
 
 def test_rank_a_source_model_against_an_untrained_backbone(tmp_path: Path) -> None:
     from lepton_platform.ranking import rank
-    from lepton_platform.transfer import transfer
+    from lepton_platform.recipe import transfer
 
     data = write_csv(tmp_path, rows=150)
     transfer(

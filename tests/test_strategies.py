@@ -121,7 +121,7 @@ def test_layer_decay_gives_smaller_rates_towards_the_input() -> None:
 def test_l2_sp_keeps_the_backbone_near_theta_0() -> None:
     def distance(alpha: float) -> float:
         job = make_job(epochs=3, lr=0.05)
-        theta_0 = {k: v.clone() for k, v in job.model.backbone.named_parameters()}
+        theta_0 = {k: v.detach().clone() for k, v in job.model.backbone.named_parameters()}
         lp.create_strategy("l2-sp", alpha=alpha).run(job)
         return sum(
             float((p.detach() - theta_0[k]).pow(2).sum())

@@ -77,7 +77,7 @@ def _resolve_bundles(
     on_bad_record: str,
 ) -> dict[str, DataBundle]:
     from lepton_platform.data import DataBundle
-    from lepton_platform.transfer import resolve_data
+    from lepton_platform.recipe import resolve_data
 
     bundles: dict[str, DataBundle] = {}
     for name, sources in sources_by_domain.items():
@@ -146,10 +146,10 @@ def cross_domain_matrix(
     from lepton_platform.data import prepare
     from lepton_platform.engine.evaluate import compute_metrics, headline_key
     from lepton_platform.models import TransferModel
+    from lepton_platform.recipe import resolve_train_config
     from lepton_platform.registry import create_backbone, create_strategy, create_task
     from lepton_platform.strategies import TransferJob
     from lepton_platform.strategies.base import snapshot
-    from lepton_platform.transfer import resolve_train_config
 
     if len(sources_by_domain) < 2:
         raise ConfigError(

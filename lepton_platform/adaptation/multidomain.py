@@ -197,8 +197,8 @@ def train_multidomain(
 
     from lepton_platform.data import prepare
     from lepton_platform.engine.finetune import Trainer
+    from lepton_platform.recipe import resolve_train_config
     from lepton_platform.tasks import ClassificationTask
-    from lepton_platform.transfer import resolve_train_config
 
     bundles = _bundles(domains)
     config = resolve_train_config(train)
@@ -361,8 +361,8 @@ def sequential_transfer(
     gets a new head and A is measured with A's own head on the changed backbone."""
     from lepton_platform.data import prepare
     from lepton_platform.engine.finetune import Trainer
+    from lepton_platform.recipe import resolve_train_config
     from lepton_platform.tasks import ClassificationTask
-    from lepton_platform.transfer import resolve_train_config
 
     (name_a, a), (name_b, b) = first, second
     if name_a == name_b:

@@ -1,7 +1,7 @@
 """The core's sub-commands: ``run``, ``compare``, ``evaluate``, ``predict`` and ``runs``.
 
-Each is a thin layer over the Python API (:func:`lepton_platform.transfer.transfer`,
-:func:`lepton_platform.compare.compare`, :func:`lepton_platform.artifacts.load`). This module
+Each is a thin layer over the Python API (:func:`lepton_platform.recipe.transfer`,
+:func:`lepton_platform.comparison.compare`, :func:`lepton_platform.artifacts.load`). This module
 imports nothing heavy: torch and friends load inside ``run`` when a command needs them.
 Human-readable progress goes to stderr; results go to stdout (JSON with ``--json``).
 """
@@ -198,7 +198,7 @@ def run_run(args: argparse.Namespace) -> int:
     _quiet_libraries(console.quiet)
     try:
         with _logging_to(run.file("run.log")):
-            from lepton_platform.transfer import summary_json, transfer
+            from lepton_platform.recipe import summary_json, transfer
 
             result = transfer(
                 **_transfer_kwargs(config, console), output_dir=run.path, resume=run.resumed
@@ -291,7 +291,7 @@ def run_compare(args: argparse.Namespace) -> int:
     _quiet_libraries(console.quiet)
     try:
         with _logging_to(run.file("run.log")):
-            from lepton_platform.compare import compare
+            from lepton_platform.comparison import compare
 
             comparison = compare(**kwargs, output_dir=run.path, progress=console.say)
             doc = comparison.to_json()

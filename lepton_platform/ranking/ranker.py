@@ -129,8 +129,8 @@ def _target(
 
     from lepton_platform.data import DataBundle
     from lepton_platform.domains import Domain
+    from lepton_platform.recipe import resolve_data
     from lepton_platform.registry import create_domain
-    from lepton_platform.transfer import resolve_data
 
     domain_obj = domain if isinstance(domain, Domain) else create_domain(domain)
     if isinstance(data, hf.Dataset):
@@ -210,7 +210,7 @@ def rank(
             head = predictor.model.head
             kind = "model"
         else:
-            from lepton_platform.transfer import build_backbone
+            from lepton_platform.recipe import build_backbone
 
             assert c.name is not None
             torch.manual_seed(0)

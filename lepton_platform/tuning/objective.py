@@ -1,6 +1,6 @@
 """One trial: train the sampled config and score it on the validation split only.
 
-A trial runs the same steps as :func:`lepton_platform.transfer.transfer` (domain, backbone with
+A trial runs the same steps as :func:`lepton_platform.recipe.transfer` (domain, backbone with
 its weights, the task's head, the strategy), except that it never touches the test split and
 saves nothing. The data are loaded once per worker and shared by its trials. A
 :class:`PruningCallback` reports each epoch's validation score to Optuna and stops a trial that
@@ -94,9 +94,9 @@ def run_trial(
     from lepton_platform.data import prepare
     from lepton_platform.engine.evaluate import compute_metrics
     from lepton_platform.models import TransferModel
+    from lepton_platform.recipe import build_backbone, resolve_train_config
     from lepton_platform.registry import create_strategy, create_task
     from lepton_platform.strategies.base import snapshot
-    from lepton_platform.transfer import build_backbone, resolve_train_config
 
     started = time.perf_counter()
     kwargs = config.to_transfer_kwargs()

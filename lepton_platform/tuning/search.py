@@ -118,7 +118,7 @@ def tune(
     """Search the config's (or ``search_space``'s) keys for the best validation score.
 
     ``config`` is a :class:`RunConfig`, a YAML path, or a mapping (config sections, or the
-    arguments of :func:`~lepton_platform.transfer.transfer`). Trials run until the study holds
+    arguments of :func:`~lepton_platform.recipe.transfer`). Trials run until the study holds
     ``n_trials`` finished (complete or pruned) trials, counting those of earlier or parallel
     workers; ``storage`` is any database URL Optuna accepts (default: ``sqlite:///`` in the run
     folder). At the end the best config is written to ``best_config.yaml``, trained into
@@ -231,8 +231,8 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 
 
 def _load_bundle(config: RunConfig) -> DataBundle:
+    from lepton_platform.recipe import resolve_data
     from lepton_platform.registry import create_domain
-    from lepton_platform.transfer import resolve_data
 
     kwargs = config.to_transfer_kwargs()
     domain = kwargs["domain"]
@@ -322,7 +322,7 @@ def _finish(
 def _train_final(config: RunConfig, bundle: DataBundle, out: Path) -> dict[str, Any]:
     import shutil
 
-    from lepton_platform.transfer import summary_json, transfer
+    from lepton_platform.recipe import summary_json, transfer
 
     if out.is_dir() and (out / "result.json").is_file():
         shutil.rmtree(out)  # an earlier final of this search (a resumed search trains it again)

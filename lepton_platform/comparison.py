@@ -165,16 +165,17 @@ def compare(
     """Run each strategy (a name, or ``(name, params)``) for every seed on the same data and
     splits, with the baselines, and return the :class:`Comparison`.
 
-    ``data`` is a data bundle or sources as for :func:`~lepton_platform.transfer`, or a
+    ``data`` is a data bundle or sources as for :func:`~lepton_platform.recipe.transfer`, or a
     function of the seed returning one (each seed draws its own labelled sample; every
     strategy sees the same one for a given seed).
 
-    ``transfer_kwargs`` are those of :func:`lepton_platform.transfer` (domain, data, backbone,
-    pretrained, train, split, ...); ``train["seed"]`` is replaced by each seed in turn.
+    ``transfer_kwargs`` are those of :func:`lepton_platform.recipe.transfer` (domain, data,
+    backbone, pretrained, train, split, ...); ``train["seed"]`` is replaced by each seed in
+    turn.
     """
     from lepton_platform.data import DataBundle
+    from lepton_platform.recipe import resolve_data, resolve_train_config, transfer
     from lepton_platform.registry import get_strategy
-    from lepton_platform.transfer import resolve_data, resolve_train_config, transfer
 
     if not strategies:
         raise ConfigError("compare: give at least one strategy")

@@ -1,0 +1,25 @@
+"""The top-level API: light to import, and its lazily imported functions stay functions whichever
+module was imported first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_lazy_functions_survive_importing_their_modules_first() -> None:
+    code = (
+        "import lepton_platform.recipe, lepton_platform.comparison, lepton_platform.artifacts\n"
+        "import lepton_platform as lp\n"
+        "assert callable(lp.transfer) and lp.transfer.__name__ == 'transfer'\n"
+        "assert callable(lp.compare) and lp.compare.__name__ == 'compare'\n"
+        "assert callable(lp.load) and lp.load.__name__ == 'load'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_importing_the_package_imports_no_torch() -> None:
+    code = "import sys, lepton_platform\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
