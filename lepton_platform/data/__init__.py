@@ -28,6 +28,7 @@ from lepton_platform.data.schema import (
     is_multi_label,
     label_indices,
     label_names_of,
+    pick_column,
     standardize,
 )
 from lepton_platform.data.splits import (
@@ -60,6 +61,7 @@ __all__ = [
     "label_indices",
     "label_names_of",
     "load_data",
+    "pick_column",
     "prepare",
     "prepare_splits",
     "preprocessing_key",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from lepton_platform.errors import DataError
+from lepton_platform.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from lepton_platform.data.records import BadRecords
@@ -266,3 +266,22 @@ def check_schema(ds: datasets.Dataset, input_columns: Sequence[str], where: str)
             raise DataError(
                 f"{where}: the {column!r} column must hold strings, it is {ds.features[column]!r}"
             )
+
+
+def pick_column(
+    wanted: Any, candidates: Sequence[str], columns: Sequence[str], where: Any, what: str
+) -> str:
+    """The column a source names for ``what`` (``image``, ``label``, ...), or the first of the
+    usual ``candidates`` present. For domains reading tables: a named column that is missing,
+    or no candidate at all, is an error naming the source and the columns it has."""
+    if wanted is not None:
+        if wanted not in columns:
+            raise ConfigError(f"{where}: {what}_column {wanted!r} not in columns {list(columns)}")
+        return str(wanted)
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DataError(
+        f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
+        f"{list(columns)}); set {what}_column in the source"
+    )

@@ -43,7 +43,7 @@ from lepton_image.decode import (
     check_image,
     encode_png,
 )
-from lepton_platform.data import BadRecords
+from lepton_platform.data import BadRecords, pick_column
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 
@@ -187,8 +187,8 @@ class ImageDomain(Domain):
         if not rows:
             raise DataError(f"{file}: no rows")
         columns = list(rows[0])
-        image_col = _pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, file, "image")
-        label_col = _pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
+        image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, file, "image")
+        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
         group_col = source.get("group_column")
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
@@ -259,12 +259,8 @@ class ImageDomain(Domain):
         import datasets
 
         columns = list(data.column_names)
-        image_col = _pick_column(
-            source.get("image_column"), _IMAGE_COLUMNS, columns, where, "image"
-        )
-        label_col = _pick_column(
-            source.get("label_column"), _LABEL_COLUMNS, columns, where, "label"
-        )
+        image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, where, "image")
+        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
         feature = data.features[image_col]
         if isinstance(feature, datasets.Image):
             raw = data.cast_column(image_col, datasets.Image(decode=False))[image_col]
@@ -503,22 +499,6 @@ def _label_name(label: Any, given: list[str] | None) -> str:
     if isinstance(label, np.integer | np.floating) and float(label).is_integer():
         return str(int(label))
     return str(label)
-
-
-def _pick_column(
-    wanted: Any, candidates: Sequence[str], columns: Sequence[str], where: Any, what: str
-) -> str:
-    if wanted is not None:
-        if wanted not in columns:
-            raise ConfigError(f"{where}: {what}_column {wanted!r} not in columns {list(columns)}")
-        return str(wanted)
-    for name in candidates:
-        if name in columns:
-            return name
-    raise DataError(
-        f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
-        f"{list(columns)}); set {what}_column in the source"
-    )
 
 
 def _read_rows(file: Path, fmt: str) -> list[dict[str, Any]]:

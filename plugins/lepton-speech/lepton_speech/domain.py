@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lepton_platform.data import BadRecords
-from lepton_platform.data.schema import standardize
+from lepton_platform.data import BadRecords, pick_column, standardize
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 from lepton_speech.audio import EXTENSIONS, check_audio, describe, encode_wav, probe_audio
@@ -222,8 +221,8 @@ class SpeechDomain(Domain):
         if not rows:
             raise DataError(f"{file}: no rows under the header")
         columns = list(rows[0])
-        audio_col = _pick(source.get("audio_column"), _AUDIO_COLUMNS, columns, file, "audio")
-        label_col = _pick(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
+        audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, file, "audio")
+        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
         group_col = source.get("group_column")
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
@@ -308,8 +307,8 @@ class SpeechDomain(Domain):
         import datasets
 
         columns = list(data.column_names)
-        audio_col = _pick(source.get("audio_column"), _AUDIO_COLUMNS, columns, where, "audio")
-        label_col = _pick(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
+        audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, where, "audio")
+        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
         group_col = source.get("group_column")
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{where}: group_column {group_col!r} not in columns {columns}")
@@ -466,20 +465,4 @@ def _input_ref(item: Any, i: int) -> dict[str, Any]:
     raise DataError(
         f"input {i}: expected an audio file path, encoded bytes, (array, sampling_rate) or "
         f"{{'array', 'sampling_rate'}} for the speech domain, got {type(item).__name__}"
-    )
-
-
-def _pick(
-    wanted: Any, candidates: Sequence[str], columns: Sequence[str], where: Any, what: str
-) -> str:
-    if wanted is not None:
-        if wanted not in columns:
-            raise ConfigError(f"{where}: {what}_column {wanted!r} not in columns {list(columns)}")
-        return str(wanted)
-    for name in candidates:
-        if name in columns:
-            return name
-    raise DataError(
-        f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
-        f"{list(columns)}); set {what}_column in the source"
     )
