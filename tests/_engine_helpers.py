@@ -21,33 +21,25 @@ import torch
 from torch import nn
 
 from lepton_platform.models import Backbone, LayerGroup, Preprocessor, TransferModel
+from lepton_platform.strategies.probe import FeaturePreprocessor as _Features
 from lepton_platform.tasks import ClassificationTask
 
 NUM_FEATURES = 6
 LABELS = ("neg", "pos", "mid")
 
 
-class FeaturePreprocessor(Preprocessor):
-    """Rows hold a ``features`` list; ``augment`` (optional) adds seeded Gaussian noise."""
-
-    input_columns = ("features",)
-    output_columns = ("features",)
+class FeaturePreprocessor(_Features):
+    """Rows hold a ``features`` list (the probe's preprocessor); ``augment`` (optional) adds
+    seeded Gaussian noise."""
 
     def __init__(self, noise: float = 0.0) -> None:
         self.noise = noise
-
-    def transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return {"features": batch["features"]}
 
     def augment(self, example: dict[str, Any]) -> dict[str, Any]:
         if not self.noise:
             return example
         values = torch.as_tensor(example["features"], dtype=torch.float32)
         return {**example, "features": values + self.noise * torch.randn_like(values)}
-
-    def collate(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        rows = [torch.as_tensor(e["features"], dtype=torch.float32) for e in examples]
-        return {"features": torch.stack(rows)}
 
     def config(self) -> dict[str, Any]:
         return {"noise": self.noise}

@@ -105,3 +105,15 @@ def test_multilabel_rows_train_as_zero_one_vectors() -> None:
         Trainer(model, task, TrainConfig(epochs=1, progress=False, sampler="balanced")).fit(
             train, None, FeaturePreprocessor()
         )
+
+
+def test_rows_already_holding_zero_one_vectors_are_used_as_they_are() -> None:
+    names = ["red", "round", "small"]
+    vectors = [[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1]] * 5
+    train = _vectors(20, vectors, datasets.List(datasets.Value("int8"), length=3))
+    task = MultiLabelClassificationTask(names)
+    model = TransferModel(FeatureBackbone(4), task.build_head(4))
+    trainer = Trainer(model, task, TrainConfig(epochs=1, batch_size=8, progress=False))
+    trainer.fit(train, None, FeaturePreprocessor())
+    _, labels = trainer.predict(train, FeaturePreprocessor())
+    assert labels is not None and labels.tolist() == vectors

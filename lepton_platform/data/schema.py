@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import datasets
@@ -284,4 +285,12 @@ def pick_column(
     raise DataError(
         f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
         f"{list(columns)}); set {what}_column in the source"
+    )
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """True for a folder written by ``datasets``' ``save_to_disk`` (a ``Dataset`` or a
+    ``DatasetDict``), which domains read with ``datasets.load_from_disk``."""
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
     )

@@ -453,7 +453,7 @@ class Trainer:
                 callback.on_train_start(self)
             view = DatasetView(train, [*preprocessor.output_columns, "label"])
             collate = make_collate(
-                preprocessor, train=True, with_labels=True, multi_hot=self._multi_hot
+                preprocessor, train=True, with_labels=True, multi_hot=self._multi_hot(train)
             )
             augment_seed = derive_seed(cfg.seed, "augment")
             while state.epoch < cfg.epochs and not state.stopped_early:
@@ -675,10 +675,14 @@ class Trainer:
             )
         return float(values[key])
 
-    @property
-    def _multi_hot(self) -> int | None:
-        """Multi-label tasks train on 0/1 vectors built from each row's label indices."""
-        return self.task.num_labels if self.task.multi_label else None
+    def _multi_hot(self, dataset: Any) -> int | None:
+        """The width of the 0/1 vectors to build from each row's label indices: for a
+        multi-label task reading a ``List(ClassLabel)`` label column (rows already holding 0/1
+        vectors are used as they are)."""
+        from lepton_platform.data import is_multi_label
+
+        feature = dataset.features.get("label")
+        return self.task.num_labels if self.task.multi_label and is_multi_label(feature) else None
 
     def _sample_weights(self, train: Any) -> np.ndarray | None:
         if self.config.sampler != "balanced":
@@ -744,7 +748,10 @@ class Trainer:
             collate_fn=cast(
                 Any,
                 make_collate(
-                    preprocessor, train=False, with_labels=with_labels, multi_hot=self._multi_hot
+                    preprocessor,
+                    train=False,
+                    with_labels=with_labels,
+                    multi_hot=self._multi_hot(dataset),
                 ),
             ),
             num_workers=cfg.num_workers,

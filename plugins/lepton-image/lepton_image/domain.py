@@ -43,7 +43,7 @@ from lepton_image.decode import (
     check_image,
     encode_png,
 )
-from lepton_platform.data import BadRecords, pick_column
+from lepton_platform.data import BadRecords, is_saved_dataset, pick_column
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 
@@ -121,8 +121,7 @@ class ImageDomain(Domain):
         if not path.exists():
             raise DataError(f"{path}: image source does not exist")
         if path.is_dir():
-            saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-            return "hf" if saved else "folder"
+            return "hf" if is_saved_dataset(path) else "folder"
         suffix = path.suffix.lower()
         if suffix in (".csv", ".tsv"):
             return "csv"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lepton_platform.data import BadRecords, pick_column, standardize
+from lepton_platform.data import BadRecords, is_saved_dataset, pick_column, standardize
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 from lepton_speech.audio import EXTENSIONS, check_audio, describe, encode_wav, probe_audio
@@ -126,8 +126,7 @@ class SpeechDomain(Domain):
         if not path.exists():
             raise DataError(f"{path}: speech source does not exist")
         if path.is_dir():
-            saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-            return "hf" if saved else "folder"
+            return "hf" if is_saved_dataset(path) else "folder"
         if path.suffix.lower() in (".csv", ".tsv"):
             return "csv"
         raise ConfigError(

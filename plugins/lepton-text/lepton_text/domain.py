@@ -38,13 +38,13 @@ from typing import Any
 
 import datasets
 
-from lepton_platform.data.records import BadRecords
+from lepton_platform.data import BadRecords, is_saved_dataset
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 from lepton_text._tiny import EXAMPLE_WORDS
 from lepton_text.reading import Quoting, read_delimited, read_utf8, split_lines
 
-__all__ = ["TextDomain", "multi_hot"]
+__all__ = ["TextDomain"]
 
 _SOURCE_KEYS = (
     "path",
@@ -204,7 +204,7 @@ class TextDomain(Domain):
             raise ConfigError(
                 f"text source format must be one of {', '.join(_FORMATS)}; got {fmt!r}"
             )
-        if fmt == "disk" or (path.is_dir() and _is_saved_dataset(path)):
+        if fmt == "disk" or (path.is_dir() and is_saved_dataset(path)):
             try:
                 saved = datasets.load_from_disk(str(path))
             except (FileNotFoundError, ValueError) as exc:
@@ -583,35 +583,3 @@ class TextDomain(Domain):
             {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
         )
         return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
-
-
-def multi_hot(ds: datasets.Dataset) -> datasets.Dataset:
-    """Turn a multi-label ``label`` column (lists of ``ClassLabel`` indices, as
-    :meth:`TextDomain.load` writes it) into 0/1 vectors of length ``num_labels``, the form the
-    multi-label task and the engines read. Take the label names from
-    ``ds.features["label"].feature.names`` before converting.
-    """
-    feature = ds.features["label"]
-    inner = getattr(feature, "feature", None)
-    if not isinstance(inner, datasets.ClassLabel):
-        raise DataError(f"multi_hot needs a list-of-ClassLabel 'label' column, got {feature!r}")
-    width = inner.num_classes
-
-    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        rows = []
-        for labels in batch["label"]:
-            row = [0] * width
-            for i in labels:
-                row[i] = 1
-            rows.append(row)
-        return {"label": rows}
-
-    features = ds.features.copy()
-    features["label"] = datasets.List(datasets.Value("int8"), length=width)
-    return ds.map(encode, batched=True, features=features)
-
-
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_dict.json").is_file() or (
-        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
-    )

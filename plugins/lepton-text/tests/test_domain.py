@@ -9,7 +9,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from lepton_text.domain import TextDomain, multi_hot
+from lepton_text.domain import TextDomain
 
 import lepton_platform as lp
 from lepton_platform.data import BadRecords
@@ -221,8 +221,14 @@ def test_multi_label_from_separator_and_lists(tmp_path: Path) -> None:
     names = ds.features["label"].feature.names
     assert names == ["food", "price", "service"]
     assert ds["label"] == [[0, 2], [1]]
-    hot = multi_hot(ds)
-    assert hot["label"] == [[1, 0, 1], [0, 1, 0]]
+    # the fine-tune engine turns the index lists into 0/1 vectors when it batches them
+    from lepton_platform.engine._loop_utils import make_collate
+    from lepton_platform.strategies.probe import FeaturePreprocessor
+
+    collate = make_collate(FeaturePreprocessor(), train=False, with_labels=True, multi_hot=3)
+    rows = [{"features": [0.0], "label": label} for label in ds["label"]]
+    hot = collate((-1, rows))
+    assert hot["labels"].tolist() == [[1, 0, 1], [0, 1, 0]]
     lines = tmp_path / "tags.jsonl"
     lines.write_text('{"text": "t", "label": ["a", "b"]}\n{"text": "u", "label": []}\n')
     ds = load({"path": str(lines)})

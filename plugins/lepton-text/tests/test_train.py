@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from lepton_text._tiny import tiny_options
-from lepton_text.domain import TextDomain, multi_hot
+from lepton_text.domain import TextDomain
 
 import lepton_platform as lp
 from lepton_platform.data import BadRecords, prepare
@@ -80,7 +80,6 @@ def test_multi_label_sentence_pairs(tmp_path: Path) -> None:
     assert isinstance(ds, datasets.Dataset) and "text_pair" in ds.column_names
     names = ds.features["label"].feature.names
     assert names == ["bad", "good"]
-    ds = multi_hot(ds)
     train, test = ds.select(range(150)), ds.select(range(150, 200))
     model = tiny_model(names, "multilabel-classification")
     pre = model.backbone.preprocessor()
