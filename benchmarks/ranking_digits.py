@@ -59,9 +59,9 @@ def main() -> int:
     from sklearn.datasets import load_digits
 
     import lepton_platform as lp  # noqa: F401  (plugins load)
-    from lepton_platform.artifacts import load
-    from lepton_platform.ranking import rank
-    from lepton_platform.recipe import transfer
+    from lepton_platform.api.predictor import load
+    from lepton_platform.api.rank import rank
+    from lepton_platform.api.transfer import transfer
 
     datasets.disable_progress_bars()
     work = Path(tempfile.mkdtemp(prefix="lepton-rank-bench-"))

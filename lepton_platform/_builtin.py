@@ -1,12 +1,14 @@
-"""The core's own plugin. Built-in tasks, metrics, strategies and commands are registered
-through the same hooks as any third party's; nothing heavy is imported here."""
+"""The core's own plugin, registered through the core distribution's ``lepton_platform`` entry
+point like any third party's: the built-in tasks, strategies and metrics. Nothing heavy is
+imported here (the ``lepton`` command's sub-commands come from its own plugin,
+:mod:`lepton_platform.cli.plugin`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lepton_platform.hookspecs import hookimpl
-from lepton_platform.specs import CommandSpec, MetricSpec, StrategySpec, TaskSpec
+from lepton_platform.specs import MetricSpec, StrategySpec, TaskSpec
 
 
 def _classification(label_names: Any, **options: Any) -> Any:
@@ -33,36 +35,6 @@ def lepton_tasks() -> list[TaskSpec]:
             name="multilabel-classification",
             factory=_multilabel,
             description="Multi-label classification: sigmoid per label, binary cross-entropy",
-        ),
-    ]
-
-
-@hookimpl
-def lepton_commands() -> list[CommandSpec]:
-    from lepton_platform.cli import commands, plugins_cmd, rank_cmd, tune_cmd
-
-    return [
-        CommandSpec(
-            name="plugins",
-            description="List installed plugins, what they provide, and broken ones",
-            configure=plugins_cmd.configure,
-            run=plugins_cmd.run,
-        ),
-        *(
-            CommandSpec(name=name, description=description, configure=configure, run=run)
-            for name, description, configure, run in commands.COMMANDS
-        ),
-        CommandSpec(
-            name="tune",
-            description="Search hyper-parameters on Optuna (resumable), then train the best",
-            configure=tune_cmd.configure,
-            run=tune_cmd.run,
-        ),
-        CommandSpec(
-            name="rank",
-            description="Rank backbones and source models for target data without fine-tuning",
-            configure=rank_cmd.configure,
-            run=rank_cmd.run,
         ),
     ]
 
@@ -252,9 +224,9 @@ def _metric(
         factory=_metric_factory(module, config_name),
         description=description,
         needs_scores=needs_scores,
-        # headline: the result key a single number is read from (monitoring, bootstrap);
-        # num_labels: compute() accepts the label-space size; multi_label: supports 0/1 vectors.
-        metadata={"headline": headline, "num_labels": True, "multi_label": multi_label},
+        headline=headline,
+        num_labels=True,
+        multi_label=multi_label,
     )
 
 

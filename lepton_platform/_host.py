@@ -23,7 +23,6 @@ from typing import Any, Literal
 import pluggy
 
 from lepton_platform import hookspecs
-from lepton_platform._version import __version__
 from lepton_platform.errors import PluginError, UnknownNameError, did_you_mean
 from lepton_platform.specs import KINDS, SPEC_TYPES, Provider, Spec
 
@@ -91,8 +90,9 @@ class PluginInfo:
 class PluginHost:
     """A plugin manager plus the registry built from what its plugins return.
 
-    ``discover=False`` makes an isolated host that loads no entry points (the testing kit's
-    fixture uses it); the built-in plugin is always there.
+    The host knows no plugin of its own: the core's built-ins come through the core
+    distribution's entry point like any other plugin. ``discover=False`` makes an isolated host
+    that loads no entry point at all (the testing kit's fixture registers the built-ins on it).
     """
 
     def __init__(
@@ -118,23 +118,13 @@ class PluginHost:
     # -- loading -------------------------------------------------------------------------------
 
     def load(self) -> PluginHost:
-        """Load the built-ins and every enabled entry point, once. Returns ``self``."""
+        """Load every enabled entry point, once (the core distribution's own first: it
+        registers the built-in tasks, strategies and metrics like any plugin). Returns ``self``.
+        """
         with self._lock:
             if self._loaded:
                 return self
-            from lepton_platform import _builtin
-
             try:
-                self._add(
-                    _builtin,
-                    PluginInfo(
-                        CORE_DISTRIBUTION,
-                        CORE_DISTRIBUTION,
-                        __version__,
-                        builtin=True,
-                        module=_builtin.__name__,
-                    ),
-                )
                 if self.discover:
                     self._discover()
                 self._collect()
@@ -156,21 +146,28 @@ class PluginHost:
     def _discover(self) -> None:
         eps = sorted(
             md.entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda ep: (canonical(ep.dist.name) if ep.dist else "", ep.name),
+            key=lambda ep: (
+                canonical(ep.dist.name) != CORE_DISTRIBUTION if ep.dist else True,
+                canonical(ep.dist.name) if ep.dist else "",
+                ep.name,
+            ),
         )
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else ep.name
             version = ep.dist.version if ep.dist is not None else None
             key = canonical(dist)
-            if key == CORE_DISTRIBUTION:
-                continue
-            ep_key = canonical(ep.name)
-            if self.only is not None and key not in self.only and ep_key not in self.only:
-                continue
-            if key in self.disabled or ep_key in self.disabled:
-                continue
-            name = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
-            info = PluginInfo(name, dist, version, module=ep.value)
+            core = key == CORE_DISTRIBUTION
+            if not core:  # the switches choose among the other distributions
+                ep_key = canonical(ep.name)
+                if self.only is not None and key not in self.only and ep_key not in self.only:
+                    continue
+                if key in self.disabled or ep_key in self.disabled:
+                    continue
+            if core:
+                name = dist if dist not in self._plugins else f"{dist}:{ep.name}"
+            else:
+                name = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
+            info = PluginInfo(name, dist, version, module=ep.value, builtin=core)
             try:
                 obj = ep.load()
             except Exception as exc:
@@ -234,20 +231,30 @@ class PluginHost:
         *,
         distribution: str | None = None,
         version: str | None = None,
+        builtin: bool = False,
     ) -> PluginInfo:
         """Register a plugin object (a module, a class instance) in this process.
 
         Its specs join the registry at once; errors are reported like an installed plugin's.
-        """
+        ``builtin`` marks a plugin of the core distribution (the testing kit registers the
+        built-ins this way on a host that discovers nothing)."""
         with self._lock:
             self.load()
             name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
             if name in self._plugins:
                 raise PluginError(f"a plugin named {name!r} is already registered")
-            info = PluginInfo(name, distribution or name, version, module=name)
+            info = PluginInfo(name, distribution or name, version, module=name, builtin=builtin)
             self._add(plugin, info)
             self._collect()
             return self._plugins[name]
+
+    def is_registered(self, name: str) -> bool:
+        """Whether a plugin of that name is registered (loaded or refused)."""
+        return name in self.plugins_by_name()
+
+    def plugins_by_name(self) -> dict[str, PluginInfo]:
+        self.load()
+        return dict(self._plugins)
 
     def unregister(self, name: str) -> None:
         """Remove an in-process plugin and its specs."""

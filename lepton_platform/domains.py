@@ -29,6 +29,10 @@ class Domain(ABC):
     name: str = ""
     #: The input columns of the standard schema, in order (``("text", "text_pair")``).
     input_columns: tuple[str, ...] = ()
+    #: Whether :meth:`load` reads ``{"dataset": datasets.Dataset, ...}`` sources (with options
+    #: such as column names). When it does not, a dataset given as data is used as it is and
+    #: must already be in the standard schema.
+    reads_datasets: bool = False
 
     @abstractmethod
     def load(

@@ -14,10 +14,6 @@ class PluginError(LeptonError):
     """A plugin failed to import, broke the hook contract, or clashed with another plugin."""
 
 
-class SpecError(PluginError):
-    """A spec record returned by a hook is malformed (name, factory, type)."""
-
-
 class UnknownNameError(LeptonError, KeyError):
     """A name that nothing registered; the message offers the closest known names."""
 

@@ -124,10 +124,6 @@ class TransferModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def features(self, **inputs: torch.Tensor) -> torch.Tensor:
-        features: torch.Tensor = self.backbone(**inputs)
-        return features
-
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.backbone(**inputs))
         return logits

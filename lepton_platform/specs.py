@@ -231,15 +231,55 @@ class MetricSpec(_FactorySpec):
     ``compute(predictions=..., references=..., **kwargs) -> dict`` (a Hugging Face
     ``evaluate`` module or anything shaped like one).
 
-    ``needs_scores`` says it reads class scores (AUROC) rather than predicted labels.
+    The engines decide from these typed fields, never from the metric's name:
+
+    - ``higher_is_better``: the direction (early stopping, best model, ``tune``, WiSE-FT's
+      alpha, ``compare``'s best row and the negative-transfer guard all read it);
+    - ``headline``: the key of ``compute()``'s result that holds the metric's single number
+      (default: the name with ``-`` as ``_``); the result key everywhere is this one;
+    - ``needs_scores``: ``compute`` reads class scores (AUROC), not predicted labels;
+    - ``multi_label``: it accepts 0/1 label rows of multi-label tasks;
+    - ``num_labels``: ``compute`` takes ``num_labels=`` (the size of the label space);
+    - ``binary_only``: it is defined for two-class tasks only (sensitivity, specificity).
     """
 
     kind: ClassVar[str] = "metric"
     higher_is_better: bool = True
     needs_scores: bool = False
+    headline: str = ""
+    multi_label: bool = True
+    num_labels: bool = False
+    binary_only: bool = False
+
+    @property
+    def key(self) -> str:
+        """The result key of the headline number (``balanced-accuracy`` -> ``balanced_accuracy``
+        unless ``headline`` says otherwise)."""
+        return self.headline or self.name.replace("-", "_")
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        for flag in (
+            "higher_is_better",
+            "needs_scores",
+            "multi_label",
+            "num_labels",
+            "binary_only",
+        ):
+            if not isinstance(getattr(self, flag), bool):
+                found.append(f"metric {self.name!r}: {flag} must be True or False")
+        if not isinstance(self.headline, str):
+            found.append(f"metric {self.name!r}: headline must be a string (a result key)")
+        return found
 
     def _extra_summary(self) -> dict[str, Any]:
-        return {"higher_is_better": self.higher_is_better, "needs_scores": self.needs_scores}
+        return {
+            "higher_is_better": self.higher_is_better,
+            "needs_scores": self.needs_scores,
+            "headline": self.key,
+            "multi_label": self.multi_label,
+            "binary_only": self.binary_only,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)

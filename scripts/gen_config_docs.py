@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lepton_platform.config import config_reference
+from lepton_platform.api.config import config_reference
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 

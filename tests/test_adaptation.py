@@ -175,8 +175,8 @@ def test_score_all_without_source_uses_snd_only() -> None:
 
 
 def test_transfer_with_dann_says_target_labels_are_ignored() -> None:
+    from lepton_platform.api.transfer import transfer
     from lepton_platform.data import DataBundle
-    from lepton_platform.recipe import transfer
     from lepton_platform.testing.tiny import TwoLayerBN
 
     bundle = DataBundle(

@@ -71,7 +71,7 @@ def _save(helpers: ModuleType, folder: Path, model: TransferModel, task: Any, **
         "data_fingerprints": {"train": "abc123"},
     }
     options.update(kw)
-    return artifacts.save_model(folder, model, **options)
+    return lp.save_model(folder, model, **options)
 
 
 def _expected_scores(model: TransferModel) -> np.ndarray:
@@ -141,7 +141,7 @@ def test_load_in_a_new_process_predicts_the_same_scores(
     folder = _save(helpers, tmp_path / "model", model, task)
     expected = _expected_scores(model)
     out = _run(f"""
-        predictor = artifacts.load({str(folder)!r})
+        predictor = lp.load({str(folder)!r})
         preds = predictor.predict({INPUTS!r})
         ds = predictor.domain.from_inputs({INPUTS!r})
         same = [p.scores for p in predictor.predict_dataset(ds)] == [p.scores for p in preds]
@@ -159,7 +159,7 @@ def test_load_in_a_new_process_predicts_the_same_scores(
 
 def test_predictor_in_process(helpers: ModuleType, tmp_path: Path) -> None:
     model, task = _model(helpers, seed=2)
-    predictor = artifacts.load(_save(helpers, tmp_path / "m", model, task))
+    predictor = lp.load(_save(helpers, tmp_path / "m", model, task))
     preds = predictor.predict(INPUTS)
     np.testing.assert_allclose(
         [[p.scores[n] for n in LABELS] for p in preds], _expected_scores(model), rtol=1e-5
@@ -188,15 +188,15 @@ def test_tampered_or_truncated_weights_are_detected(helpers: ModuleType, tmp_pat
     data[-3] ^= 0x01  # one bit of one weight
     weights.write_bytes(bytes(data))
     with pytest.raises(lp.ArtifactError, match="tampered"):
-        artifacts.load(folder)
+        lp.load(folder)
     weights.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(lp.ArtifactError, match="truncated"):
-        artifacts.load(folder)
+        lp.load(folder)
     weights.unlink()
     with pytest.raises(lp.ArtifactError, match="missing"):
-        artifacts.load(folder)
+        lp.load(folder)
     with pytest.raises(lp.ArtifactError, match=r"lepton\.json is missing"):
-        artifacts.load(tmp_path)
+        lp.load(tmp_path)
 
 
 def test_incompatible_manifest_version_is_named(helpers: ModuleType, tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ def test_incompatible_manifest_version_is_named(helpers: ModuleType, tmp_path: P
     with pytest.raises(
         lp.ArtifactError, match=r"format version 2, written by lepton-platform 9\.0\.0.*upgrade"
     ):
-        artifacts.load(folder)
+        lp.load(folder)
 
 
 def test_a_missing_plugin_is_named_with_its_distribution(
@@ -220,7 +220,7 @@ def test_a_missing_plugin_is_named_with_its_distribution(
     out = _run(
         f"""
         try:
-            artifacts.load({str(folder)!r})
+            lp.load({str(folder)!r})
         except lp.ArtifactError as exc:
             print("ERROR", exc)
         """,
@@ -237,7 +237,7 @@ def test_replacing_an_artifact_and_refusing_other_folders(
     second, _ = _model(helpers, seed=4)
     folder = _save(helpers, tmp_path / "model", first, task, metrics={"v": 1})
     _save(helpers, folder, second, task, metrics={"v": 2})
-    predictor = artifacts.load(folder)
+    predictor = lp.load(folder)
     assert predictor.manifest["metrics"] == {"v": 2}
     np.testing.assert_allclose(
         [[p.scores[n] for n in LABELS] for p in predictor.predict(INPUTS)],
@@ -281,7 +281,7 @@ def test_full_disk_leaves_the_earlier_artifact_intact(helpers: ModuleType, tmp_p
         model = TransferModel(backbone, task.build_head(64))
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
         try:
-            artifacts.save_model({str(folder)!r}, model, domain=helpers.DOMAIN,
+            lp.save_model({str(folder)!r}, model, domain=helpers.DOMAIN,
                 backbone=helpers.BACKBONE, backbone_config=backbone.config(),
                 task="classification", task_config=task.config(), label_names={LABELS!r},
                 preprocessing={{}}, strategy={{}}, metrics={{"v": "new"}}, data_fingerprints={{}})
@@ -292,4 +292,4 @@ def test_full_disk_leaves_the_earlier_artifact_intact(helpers: ModuleType, tmp_p
     assert "disk has room" in out.stdout
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # temporary removed
-    assert artifacts.load(folder).manifest["metrics"] == {"v": "old"}
+    assert lp.load(folder).manifest["metrics"] == {"v": "old"}

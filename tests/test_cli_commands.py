@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from lepton_platform import __version__
-from lepton_platform.config import load_config
-from lepton_platform.runs import atomic_write_json, open_run_folder
+from lepton_platform._io import atomic_write_json
+from lepton_platform.api.config import load_config
+from lepton_platform.api.runs import RunFolder
 
 LEPTON = str(Path(sys.executable).parent / "lepton")
 
@@ -79,12 +80,13 @@ def test_run_names_unknown_keys_strategies_and_missing_paths(project: Path) -> N
 
 
 def test_run_refuses_an_existing_run_folder(project: Path) -> None:
-    existing = open_run_folder(project / "runs" / "cfg", {"strategy": {"name": "finetune"}})
-    existing.set_status("done")
+    existing = RunFolder.open(project / "runs" / "cfg", {"strategy": {"name": "finetune"}})
+    existing.mark("running")
+    existing.fail(KeyboardInterrupt())
     before = sorted(p.name for p in existing.path.iterdir())
     refused(
         lepton("run", "cfg.yaml", cwd=project),
-        "runs/cfg already exists (state: done)",
+        "runs/cfg already exists (state: interrupted)",
         "--resume",
         "--overwrite",
     )
@@ -95,7 +97,9 @@ def test_run_refuses_an_existing_run_folder(project: Path) -> None:
 
 def test_resume_with_another_config_is_refused(project: Path) -> None:
     config = load_config(project / "cfg.yaml")
-    open_run_folder(project / "runs" / "cfg", config.snapshot()).set_status("running")
+    run = RunFolder.open(project / "runs" / "cfg", config.snapshot())
+    run.mark("running")
+    run.close()
     refused(
         lepton("run", "cfg.yaml", "--resume", "--set", "train.lr=0.5", cwd=project),
         "--resume refused",
@@ -106,15 +110,20 @@ def test_resume_with_another_config_is_refused(project: Path) -> None:
 
 def test_runs_lists_past_runs_newest_first(tmp_path: Path) -> None:
     for name, started, value in (("first", "2026-01-01", 0.25), ("second", "2026-03-01", 0.5)):
-        run = open_run_folder(tmp_path / "runs" / name, {"strategy": {"name": "lp-ft"}})
-        run.set_status("running", command="run", started=started)
-        atomic_write_json(run.path / "result.json", {"metrics": {"test": {"accuracy": value}}})
-        run.set_status("done")
+        run = RunFolder.open(tmp_path / "runs" / name, {"strategy": {"name": "lp-ft"}})
+        run.mark("running", command="run", started=started)
+        atomic_write_json(
+            run.path / "result.json",
+            {"metrics": {"test": {"accuracy": value}}, "headline": {"key": "accuracy"}},
+        )
+        run.finish()
     result = lepton("runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "STARTED", "KIND", "STRATEGY", "METRIC", "VALUE"]
-    assert lines[1].split()[0] == "second" and lines[1].split()[-1] == "0.5000"
+    assert lines[0].split() == [
+        "NAME", "STATE", "STARTED", "KIND", "STRATEGY", "METRIC", "VALUE", "DISK"
+    ]  # fmt: skip
+    assert lines[1].split()[0] == "second" and lines[1].split()[-3] == "0.5000"
     assert lines[2].split()[0] == "first"
     as_json = json.loads(lepton("runs", "runs", "--json", cwd=tmp_path).stdout)
     assert [r["name"] for r in as_json] == ["second", "first"]
@@ -133,3 +142,29 @@ def test_evaluate_and_predict_refuse_bad_arguments(project: Path) -> None:
         "compare.strategies: 'lpft' is not registered; did you mean 'lp-ft'?",
     )
     refused(lepton("compare", "cfg.yaml", "--seeds", "a,b", cwd=project), "--seeds")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=-1", "train.lr: Input should be greater than 0, got -1"),
+        ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1, got 0"),
+        ("train.epochs=true", "train.epochs: Input should be a valid integer, got True"),
+    ],
+)
+def test_bad_train_values_are_refused_before_any_folder(
+    project: Path, override: str, message: str
+) -> None:
+    refused(lepton("run", "cfg.yaml", "--set", override, cwd=project), message)
+    refused(lepton("compare", "cfg.yaml", "--set", override, cwd=project), message)
+    assert not (project / "runs").exists()
+
+
+def test_compare_hints_name_flags_it_accepts(project: Path) -> None:
+    run = RunFolder.open(project / "runs" / "cfg-compare", {"strategy": {"name": "finetune"}})
+    run.mark("running")
+    run.fail(KeyboardInterrupt())
+    result = lepton("compare", "cfg.yaml", cwd=project)
+    refused(result, "runs/cfg-compare already exists (state: interrupted)", "--resume")
+    help_text = lepton("compare", "--help", cwd=project).stdout
+    assert "--resume" in help_text and "--overwrite" in help_text

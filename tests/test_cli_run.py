@@ -92,7 +92,7 @@ def test_run_writes_a_complete_run_folder(project: Path, finished: dict[str, Any
     ):
         assert (run / name).is_file(), name
     assert list((run / "training" / "checkpoints").glob("step-*"))
-    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
     epochs = [
         json.loads(line)
         for line in (run / "metrics.jsonl").read_text().splitlines()
@@ -173,7 +173,7 @@ def test_evaluate_a_saved_model_on_a_csv(project: Path, finished: dict[str, Any]
 def test_runs_lists_the_run(project: Path, finished: dict[str, Any]) -> None:
     rows = json.loads(ok(lepton("runs", "--json", cwd=project)).stdout)
     tiny = next(r for r in rows if r["name"] == "tiny")
-    assert tiny["state"] == "done"
+    assert tiny["state"] == "finished"
     assert tiny["value"] == pytest.approx(finished["metrics"]["test"]["accuracy"])
 
 
@@ -255,7 +255,7 @@ def test_resume_after_a_real_kill_ends_where_an_uninterrupted_run_does(tmp_path:
         ok(lepton("run", "kill.yaml", "--resume", "--quiet", "--json", cwd=tmp_path)).stdout
     )
     status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "done" and status["attempts"] == 2
+    assert status["state"] == "finished" and status["attempts"] == 2
     assert "resumed" in (run / "run.log").read_text()
 
     straight = json.loads(

@@ -4,18 +4,18 @@ overrides; the Python API round trip; no torch while parsing."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lepton_platform.config import (
+from lepton_platform.api.config import (
     RunConfig,
     TrainSection,
     apply_overrides,
     config_differences,
-    dataclass_fields,
     load_config,
     parse_config,
 )
@@ -166,14 +166,38 @@ def test_bad_set_overrides(tmp_path: Path, data_csv: Path) -> None:
     }
 
 
-def test_train_section_is_derived_from_the_engine_train_config() -> None:
-    from lepton_platform.engine.finetune import TrainConfig
+def test_train_section_is_the_settings_schema_itself() -> None:
+    from lepton_platform.settings import SplitConfig, TrainConfig
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     assert set(TrainSection.model_fields) == set(fields)
-    for f in dataclass_fields("lepton_platform.engine.finetune", "TrainConfig"):
-        if f.default is not dataclasses.MISSING and not callable(f.default):
-            assert f.default == fields[f.name].default, f.name
+    for name, f in fields.items():
+        assert TrainSection.model_fields[name].default == f.default, name
+        assert TrainSection.model_fields[name].description, f"train.{name} has no meaning"
+    for name in (f.name for f in dataclasses.fields(SplitConfig)):
+        assert SplitConfig.schema_model().model_fields[name].description, name
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("lr", -1, "greater than 0"),
+        ("epochs", 0, "greater than or equal to 1"),
+        ("epochs", True, "valid integer"),
+        ("warmup_ratio", 1.0, "less than 1"),
+        ("monitor", "acuracy", "not registered; did you mean 'accuracy'"),
+    ],
+)
+def test_yaml_and_python_refuse_the_same_train_values(
+    tmp_path: Path, data_csv: Path, key: str, value: object, message: str
+) -> None:
+    from lepton_platform.settings import TrainConfig
+
+    problems = errors_of(write(tmp_path, GOOD), (f"train.{key}={json.dumps(value)}",))
+    assert f"train.{key}" in problems and message in problems
+    if key != "monitor":  # a metric name is checked against the registry by the config
+        with pytest.raises(ConfigError, match=f"TrainConfig.{key}: .*{message}"):
+            TrainConfig(**{key: value})
 
 
 def test_the_config_and_the_python_api_say_the_same(tmp_path: Path, data_csv: Path) -> None:
@@ -192,7 +216,10 @@ def test_compare_kwargs_take_the_cli_flags_over_the_section(tmp_path: Path, data
     text = GOOD + "compare: {strategies: [freeze, {name: finetune}], seeds: [4]}\n"
     config = load_config(write(tmp_path, text))
     kwargs = config.compare_kwargs()
-    assert kwargs["strategies"] == [("freeze", {}), ("finetune", {})]
+    assert kwargs["strategies"] == [
+        {"name": "freeze", "params": {}},
+        {"name": "finetune", "params": {}},
+    ]
     assert kwargs["seeds"] == [4]
     assert "strategy" not in kwargs and "strategy_params" not in kwargs
     flags = config.compare_kwargs(strategies=["linear-probe"], seeds=[0, 1])
@@ -218,7 +245,7 @@ def test_parsing_a_config_imports_no_torch(tmp_path: Path, data_csv: Path) -> No
     path = write(tmp_path, GOOD)
     code = (
         "import sys\n"
-        "from lepton_platform.config import load_config\n"
+        "from lepton_platform.api.config import load_config\n"
         f"load_config({str(path)!r}, overrides=['train.lr=0.5'])\n"
         "heavy = [m for m in ('torch', 'datasets', 'transformers') if m in sys.modules]\n"
         "print(heavy)\n"
@@ -230,7 +257,7 @@ def test_parsing_a_config_imports_no_torch(tmp_path: Path, data_csv: Path) -> No
 
 
 def test_the_committed_config_reference_is_up_to_date() -> None:
-    from lepton_platform.config import config_reference
+    from lepton_platform.api.config import config_reference
 
     committed = Path(__file__).resolve().parent.parent / "docs" / "config.md"
     assert committed.read_text(encoding="utf-8") == config_reference(), (

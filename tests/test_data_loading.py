@@ -11,7 +11,8 @@ import datasets
 import pytest
 
 import lepton_platform as lp
-from lepton_platform.data import BadRecords, DataBundle, SplitConfig, load_data
+from lepton_platform import load_data
+from lepton_platform.data import BadRecords, DataBundle, SplitConfig
 from lepton_platform.domains import Domain
 from lepton_platform.errors import DataError
 

@@ -134,7 +134,7 @@ def test_empty_split_and_bad_fractions() -> None:
         check_splits(parts)
     with pytest.raises(ConfigError, match="must leave rows for training"):
         SplitConfig(validation=0.5, test=0.5)
-    with pytest.raises(ConfigError, match=r"split\.test must be a fraction"):
+    with pytest.raises(ConfigError, match=r"split\.test: must be a fraction"):
         SplitConfig(test=0)
     with pytest.raises(DataError, match="cannot be split"):
         split_dataset(make([0, 1]))

@@ -16,13 +16,19 @@ import lepton_platform as lp
 from lepton_platform import MetricSpec, hookimpl
 from lepton_platform.engine.evaluate import (
     EvaluationReport,
+    Metric,
     bootstrap_ci,
     compute_metrics,
     evaluate_predictions,
-    headline_key,
 )
 
 LABELS = ["cat", "dog", "fox"]
+
+
+def specs(*names: str) -> list[MetricSpec]:
+    """Registered metrics by name (the application layer resolves names; the engine takes
+    specs)."""
+    return [lp.get_metric(name) for name in names]
 
 
 def _logits(n: int, seed: int, skill: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +48,9 @@ def task() -> Any:
 def test_compute_metrics_from_logits_matches_sklearn(task: Any) -> None:
     logits, labels = _logits(80, seed=1)
     preds = logits.argmax(1)
-    out = compute_metrics(task, logits, labels, ["accuracy", "f1", "confusion-matrix", "auroc"])
+    out = compute_metrics(
+        task, logits, labels, specs("accuracy", "f1", "confusion-matrix", "auroc")
+    )
     assert out["accuracy"] == pytest.approx(skm.accuracy_score(labels, preds))
     assert (
         out["f1"] == out["f1_macro"] == pytest.approx(skm.f1_score(labels, preds, average="macro"))
@@ -63,18 +71,16 @@ def test_compute_metrics_from_logits_matches_sklearn(task: Any) -> None:
 
 def test_default_metrics_come_from_the_task(task: Any) -> None:
     logits, labels = _logits(30, seed=2)
-    out = compute_metrics(task, logits, labels)
+    out = compute_metrics(task, logits, labels, specs(*task.default_metrics))
     assert {"accuracy", "f1", "balanced_accuracy"} <= set(out)
     assert "confusion_matrix" not in out
-    assert headline_key("balanced-accuracy") == "balanced_accuracy"
-    assert headline_key("f1") == "f1"
+    assert lp.get_metric("balanced-accuracy").key == "balanced_accuracy"
+    assert lp.get_metric("f1").key == "f1"
 
 
 def test_top_k_options_reach_the_module(task: Any) -> None:
     logits, labels = _logits(40, seed=3, skill=0.3)
-    out = compute_metrics(
-        task, logits, labels, ["top-k-accuracy"], metric_options={"top-k-accuracy": {"k": 2}}
-    )
+    out = compute_metrics(task, logits, labels, [Metric(lp.get_metric("top-k-accuracy"), {"k": 2})])
     assert out["k"] == 2
     assert out["top_k_accuracy"] == pytest.approx(skm.top_k_accuracy_score(labels, logits, k=2))
 
@@ -84,31 +90,31 @@ def test_multilabel_task_and_unsupported_metric() -> None:
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 2, (40, 3))
     logits = (labels * 2 - 1) * 0.8 + rng.normal(size=(40, 3))
-    out = compute_metrics(task, logits, labels, ["f1", "auroc", "accuracy"])
+    out = compute_metrics(task, logits, labels, specs("f1", "auroc", "accuracy"))
     preds = (logits > 0).astype(int)
     assert out["f1_micro"] == pytest.approx(skm.f1_score(labels, preds, average="micro"))
     assert out["accuracy"] == pytest.approx(skm.accuracy_score(labels, preds))
     assert out["auroc"] == pytest.approx(skm.roc_auc_score(labels, logits, average="macro"))
     assert set(out["per_class"]) == {"red", "round", "big"}
     with pytest.raises(lp.ConfigError, match="does not support multi-label"):
-        compute_metrics(task, logits, labels, ["balanced-accuracy"])
+        compute_metrics(task, logits, labels, specs("balanced-accuracy"))
 
 
 def test_bad_input_is_named(task: Any) -> None:
     logits, labels = _logits(10, seed=5)
     labels[7] = 3
     with pytest.raises(lp.DataError, match="label 3 at row 7 is outside the label space"):
-        compute_metrics(task, logits, labels)
+        compute_metrics(task, logits, labels, specs("accuracy"))
     logits, labels = _logits(10, seed=5)
     logits[4, 1] = np.nan
     with pytest.raises(lp.DataError, match="NaN or infinite at row 4"):
-        compute_metrics(task, logits, labels)
+        compute_metrics(task, logits, labels, specs("accuracy"))
     with pytest.raises(lp.DataError, match="empty"):
-        compute_metrics(task, np.zeros((0, 3)), np.zeros(0, dtype=int))
+        compute_metrics(task, np.zeros((0, 3)), np.zeros(0, dtype=int), specs("accuracy"))
     with pytest.raises(lp.DataError, match=r"shape \(examples, 3\)"):
-        compute_metrics(task, np.zeros((4, 2)), np.zeros(4, dtype=int))
+        compute_metrics(task, np.zeros((4, 2)), np.zeros(4, dtype=int), specs("accuracy"))
     with pytest.raises(lp.UnknownNameError, match="did you mean 'accuracy'"):
-        compute_metrics(task, *_logits(5, seed=0), ["acuracy"])
+        compute_metrics(task, *_logits(5, seed=0), specs("acuracy"))
 
 
 class _Agreement:
@@ -133,36 +139,46 @@ def agreement_plugin() -> Iterator[None]:
 
 def test_a_plugin_metric_is_used_like_a_builtin(task: Any, agreement_plugin: None) -> None:
     logits, labels = _logits(50, seed=6)
-    out = compute_metrics(task, logits, labels, ["agreement", "accuracy"])
+    out = compute_metrics(task, logits, labels, specs("agreement", "accuracy"))
     assert out["agreement"] == pytest.approx(out["accuracy"])
-    low, high = bootstrap_ci("agreement", task, logits, labels, n_resamples=60)
+    low, high = bootstrap_ci(lp.get_metric("agreement"), task, logits, labels, n_resamples=60)
     assert low <= out["agreement"] <= high
 
 
 def test_bootstrap_interval_brackets_the_estimate_and_shrinks_with_data(task: Any) -> None:
     small_logits, small_labels = _logits(60, seed=7)
     big_logits, big_labels = _logits(600, seed=7)
-    small = bootstrap_ci("f1", task, small_logits, small_labels, n_resamples=300, seed=1)
-    again = bootstrap_ci("f1", task, small_logits, small_labels, n_resamples=300, seed=1)
-    big = bootstrap_ci("f1", task, big_logits, big_labels, n_resamples=300, seed=1)
+    small = bootstrap_ci(
+        lp.get_metric("f1"), task, small_logits, small_labels, n_resamples=300, seed=1
+    )
+    again = bootstrap_ci(
+        lp.get_metric("f1"), task, small_logits, small_labels, n_resamples=300, seed=1
+    )
+    big = bootstrap_ci(lp.get_metric("f1"), task, big_logits, big_labels, n_resamples=300, seed=1)
     assert small == again  # seeded
-    point = compute_metrics(task, small_logits, small_labels, ["f1"])["f1"]
+    point = compute_metrics(task, small_logits, small_labels, specs("f1"))["f1"]
     assert small[0] < point < small[1]
     assert (big[1] - big[0]) < 0.6 * (small[1] - small[0])
     narrow = bootstrap_ci(
-        "f1", task, small_logits, small_labels, n_resamples=300, seed=1, confidence=0.5
+        lp.get_metric("f1"),
+        task,
+        small_logits,
+        small_labels,
+        n_resamples=300,
+        seed=1,
+        confidence=0.5,
     )
     assert small[0] < narrow[0] < narrow[1] < small[1]
-    auroc = bootstrap_ci("auroc", task, small_logits, small_labels, n_resamples=200)
+    auroc = bootstrap_ci(lp.get_metric("auroc"), task, small_logits, small_labels, n_resamples=200)
     assert 0.5 < auroc[0] < auroc[1] <= 1.0
     with pytest.raises(lp.ConfigError, match="confidence"):
-        bootstrap_ci("f1", task, small_logits, small_labels, confidence=1.5)
+        bootstrap_ci(lp.get_metric("f1"), task, small_logits, small_labels, confidence=1.5)
 
 
 def test_evaluation_report_is_json_ready(task: Any) -> None:
     logits, labels = _logits(90, seed=8)
     report = evaluate_predictions(
-        task, logits, labels, ["f1", "accuracy", "confusion-matrix"], n_resamples=100, seed=3
+        task, logits, labels, specs("f1", "accuracy", "confusion-matrix"), n_resamples=100, seed=3
     )
     assert isinstance(report, EvaluationReport)
     assert report.headline == "f1"

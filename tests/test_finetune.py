@@ -11,6 +11,7 @@ import datasets
 import pytest
 import torch
 
+from lepton_platform.api.job import resolve_monitor
 from lepton_platform.engine.finetune import Callback, TrainConfig, Trainer
 from lepton_platform.errors import ArtifactError, ConfigError, DataError, TrainingError
 from tests._engine_helpers import (
@@ -43,6 +44,7 @@ def fit(
     **kw: Any,
 ) -> Any:
     model = make_model(seed=1, dropout=dropout)
+    kw.setdefault("monitor", resolve_monitor(config))
     trainer = Trainer(model, make_task(), config, output_dir=out, **kw)
     result = trainer.fit(make_dataset(48), make_dataset(24, seed=5), FeaturePreprocessor(noise))
     return trainer, result
@@ -75,8 +77,10 @@ def test_config_errors_name_the_field(field: str, value: Any) -> None:
 def test_config_is_keyword_only() -> None:
     with pytest.raises(TypeError):
         TrainConfig(3)  # type: ignore[misc]
-    assert TrainConfig(monitor="accuracy").mode == "max"
-    assert TrainConfig().mode == "min"
+    # the direction of a monitored metric comes from its registered spec, not its name
+    assert resolve_monitor(TrainConfig(monitor="accuracy")).direction == "max"
+    assert resolve_monitor(TrainConfig()).direction == "min"
+    assert resolve_monitor(TrainConfig(monitor="accuracy", monitor_mode="min")).direction == "min"
 
 
 # ----------------------------------------------------------------------------- training

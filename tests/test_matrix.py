@@ -9,7 +9,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from lepton_platform.adaptation import cross_domain_matrix
+from lepton_platform.api.matrix import cross_domain_matrix
 from lepton_platform.data import DataBundle
 from lepton_platform.errors import ConfigError
 from lepton_platform.testing.tiny import TwoLayerBN, blobs
@@ -55,7 +55,7 @@ def test_heat_map_axes_are_labelled(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from lepton_platform.adaptation.matrix import CrossDomainMatrix
+    from lepton_platform.api.matrix import CrossDomainMatrix
 
     captured = {}
     original = plt.Figure.savefig

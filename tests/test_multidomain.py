@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from lepton_platform.adaptation import sequential_transfer, train_multidomain
+from lepton_platform.api.multidomain import sequential_transfer, train_multidomain
 from lepton_platform.data import DataBundle
 from lepton_platform.errors import ConfigError
 from lepton_platform.testing.tiny import TwoLayerBN, blobs

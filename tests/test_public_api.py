@@ -9,7 +9,8 @@ import sys
 
 def test_lazy_functions_survive_importing_their_modules_first() -> None:
     code = (
-        "import lepton_platform.recipe, lepton_platform.comparison, lepton_platform.artifacts\n"
+        "import lepton_platform.api.transfer, lepton_platform.api.compare\n"
+        "import lepton_platform.api.predictor, lepton_platform.artifacts\n"
         "import lepton_platform as lp\n"
         "assert callable(lp.transfer) and lp.transfer.__name__ == 'transfer'\n"
         "assert callable(lp.compare) and lp.compare.__name__ == 'compare'\n"
@@ -23,3 +24,15 @@ def test_importing_the_package_imports_no_torch() -> None:
     code = "import sys, lepton_platform\nassert 'torch' not in sys.modules, 'torch imported'\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_library_user_never_imports_the_cli() -> None:
+    code = (
+        "import sys\n"
+        "import lepton_platform as lp\n"
+        "lp.list_tasks(); lp.list_strategies(); lp.list_metrics()\n"
+        "print([m for m in sys.modules if m.startswith('lepton_platform.cli')])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lepton_platform.engine.transferability import h_score, leep, logme
 from lepton_platform.errors import DataError
-from lepton_platform.ranking import h_score, leep, logme
 from tests._tuning_helpers import write_csv
 
 
@@ -67,8 +67,8 @@ def test_one_class_is_refused() -> None:
 
 
 def test_rank_a_source_model_against_an_untrained_backbone(tmp_path: Path) -> None:
-    from lepton_platform.ranking import rank
-    from lepton_platform.recipe import transfer
+    from lepton_platform.api.rank import rank
+    from lepton_platform.api.transfer import transfer
 
     data = write_csv(tmp_path, rows=150)
     transfer(
@@ -96,7 +96,7 @@ def test_rank_a_source_model_against_an_untrained_backbone(tmp_path: Path) -> No
 
 
 def test_rank_refuses_one_class_before_any_extraction(tmp_path: Path) -> None:
-    from lepton_platform.ranking import rank
+    from lepton_platform.api.rank import rank
 
     data = write_csv(tmp_path, rows=30, classes=1)
     with pytest.raises(DataError, match="two classes"):

@@ -80,8 +80,9 @@ COMPARISON: dict[str, Any] = {
     "warnings": ["negative transfer: 'lp-ft' scored 0.6000 accuracy, below 'scratch'"],
 }
 
-CROSS = {
-    "domains": ["photos", "sketches"],
+CROSS = {  # what CrossDomainMatrix.to_json() writes
+    "rows": ["photos", "sketches"],
+    "columns": ["photos", "sketches"],
     "values": [[0.9, 0.5], [0.4, 0.8]],
     "metric": "accuracy",
 }

@@ -13,9 +13,9 @@ import optuna
 import pytest
 import yaml
 
-from lepton_platform.config import load_config
+from lepton_platform.api.config import load_config
+from lepton_platform.api.tuning import SearchSpace, tune
 from lepton_platform.errors import ConfigError
-from lepton_platform.tuning import SearchSpace, tune
 from tests._tuning_helpers import write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -134,8 +134,8 @@ def test_search_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_weak_trial_is_pruned_from_its_epoch_reports(tmp_path: Path) -> None:
-    from lepton_platform.tuning.objective import PruningCallback, run_trial
-    from lepton_platform.tuning.search import _load_bundle
+    from lepton_platform.api.tuning.objective import PruningCallback, monitor_of, run_trial
+    from lepton_platform.api.tuning.search import _load_bundle
 
     config = load_config(write_config(tmp_path))
     bundle = _load_bundle(config)
@@ -144,14 +144,16 @@ def test_weak_trial_is_pruned_from_its_epoch_reports(tmp_path: Path) -> None:
         direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5)
     )
     trial = study.ask()
-    callback = PruningCallback(trial, "accuracy")
+    callback = PruningCallback(trial, monitor_of(config))
+    assert callback.key == "val_accuracy"
     with pytest.raises(optuna.TrialPruned, match="pruned after 1 epoch"):
         run_trial(config, bundle, callbacks=(callback,))
     assert callback.step == 1 and 0.0 <= callback.reported[0] <= 1.0
     # the same trial with a pruner that never prunes runs all epochs
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     trial = study.ask()
-    callback = PruningCallback(trial, "accuracy")
+    callback = PruningCallback(trial, monitor_of(config))
+    assert callback.key == "val_accuracy"
     outcome = run_trial(config, bundle, callbacks=(callback,))
     assert callback.step == 3 and outcome.epochs_reported == 3
     assert outcome.value == pytest.approx(outcome.validation["accuracy"])

@@ -62,15 +62,9 @@ def strip_labels(dataset: datasets.Dataset, where: str) -> datasets.Dataset:
 def _first_batch(
     dataset: datasets.Dataset, preprocessor: Preprocessor, n: int
 ) -> dict[str, torch.Tensor]:
-    from lepton_platform.strategies.features import iterate_batches
+    from lepton_platform.engine.predict import batches
 
-    return next(
-        iter(
-            iterate_batches(
-                dataset.select(range(min(n, len(dataset)))), preprocessor, n, progress=False
-            )
-        )
-    )
+    return next(iter(batches(dataset.select(range(min(n, len(dataset)))), preprocessor, n)))
 
 
 def check_target(
@@ -228,7 +222,7 @@ class _Progress:
     on resume."""
 
     def __init__(self, stream: TargetStream, accum: int) -> None:
-        from lepton_platform.engine.finetune import Callback
+        from lepton_platform.engine.callbacks import Callback
 
         outer = self
 
@@ -243,6 +237,19 @@ class _Progress:
     @property
     def step(self) -> int:
         return 0 if self.trainer is None else self.trainer.global_step
+
+
+def _selection(validator: str, report: dict[str, Any]) -> dict[str, Any]:
+    """What chose the returned epoch: the validator, the epoch, every validator's score per
+    epoch (by validator name)."""
+    return {
+        "validator": validator,
+        "chosen_epoch": report["chosen_epoch"],
+        "scores_per_epoch": [
+            {k.removeprefix("validator_"): v for k, v in scores.items()}
+            for scores in report["scores_per_epoch"]
+        ],
+    }
 
 
 class AlignmentStrategy(Strategy):
@@ -288,7 +295,7 @@ class AlignmentStrategy(Strategy):
         return {}
 
     def run(self, job: TransferJob) -> TransferOutcome:
-        from lepton_platform.adaptation.validators import ValidationData, ValidatorCallback
+        from lepton_platform.adaptation.validators import ValidationData, best_model
         from lepton_platform.strategies.regularized import adapt_batchnorm
 
         self.check(job.model, pretrained=job.pretrained_state is not None)
@@ -324,7 +331,7 @@ class AlignmentStrategy(Strategy):
             batch_size=job.config.eval_batch_size or job.config.batch_size,
             seed=job.config.seed,
         )
-        chooser = ValidatorCallback(self.validator, data)
+        chooser = best_model(self.validator, data)
         groups: list[dict[str, Any]] = [
             {"params": list(job.model.backbone.parameters()), "name": "backbone"},
             {"params": list(job.model.head.parameters()), "name": "head"},
@@ -336,7 +343,8 @@ class AlignmentStrategy(Strategy):
             model=wrapped,
             param_groups=groups,
             regularizer=regularizer,
-            callbacks=[progress.callback, chooser],
+            callbacks=[progress.callback],
+            best_model=chooser,
         )
         try:
             fit = trainer.fit(job.train, job.validation, job.preprocessor)
@@ -345,14 +353,12 @@ class AlignmentStrategy(Strategy):
         details: dict[str, Any] = {
             **self.config(),
             **self.extra_details(),
-            "selection": chooser.report(),
+            "selection": _selection(self.validator, chooser.report()),
             "alignment_loss_first": losses[0] if losses else None,
             "alignment_loss_last": float(np.mean(losses[-10:])) if losses else None,
             "target_examples": len(target),
         }
         if self.adabn:
             details["adabn_examples"] = adapt_batchnorm(job.model, job, target)
-        history = [dict(h) for h in fit.history]
-        for row, scores in zip(history, chooser.scores, strict=False):
-            row.update({f"validator_{k}": v for k, v in scores.items()})
+        history = [dict(h) for h in fit.history]  # validator_<name> scores included
         return TransferOutcome(model=job.model, history=history, fit=fit, details=details)

@@ -34,14 +34,15 @@ from lepton_platform.tasks import Task
 if TYPE_CHECKING:
     import datasets
 
-    from lepton_platform.engine.finetune import FitResult, Trainer
+    from lepton_platform.engine.callbacks import BestModel
+    from lepton_platform.engine.finetune import Trainer
     from lepton_platform.strategies.base import Strategy, TransferJob
 
 __all__ = [
     "VALIDATORS",
     "Selection",
     "ValidationData",
-    "ValidatorCallback",
+    "best_model",
     "check_validator",
     "importance_weighted_validation",
     "model_outputs",
@@ -82,27 +83,29 @@ class ValidationData:
     max_rows: int = 2000
 
 
+class _FeaturesAndLogits(torch.nn.Module):
+    """A model's pooled features and logits side by side (one pass gives both)."""
+
+    def __init__(self, model: TransferModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        features = self.model.backbone(**inputs)
+        return torch.cat([features, self.model.head(features)], dim=1)
+
+
 def model_outputs(
     model: TransferModel, dataset: datasets.Dataset, preprocessor: Preprocessor, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features and logits of every row, in evaluation mode. Reads only the
-    preprocessor's input columns, never ``label``."""
-    from lepton_platform.strategies.features import iterate_batches
+    """Pooled features and logits of every row, in evaluation mode, through the one prediction
+    function. Reads only the preprocessor's input columns, never ``label``."""
+    from lepton_platform.engine.predict import predict
 
-    was_training = model.training
-    model.eval()
-    device = next(iter(model.parameters())).device
-    feats: list[np.ndarray] = []
-    logits: list[np.ndarray] = []
-    try:
-        with torch.no_grad():
-            for batch in iterate_batches(dataset, preprocessor, batch_size, False, device=device):
-                f = model.backbone(**batch)
-                feats.append(f.float().cpu().numpy())
-                logits.append(model.head(f).float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(feats), np.concatenate(logits)
+    inputs = dataset.remove_columns([c for c in ("label",) if c in dataset.column_names])
+    both = predict(_FeaturesAndLogits(model), inputs, preprocessor, batch_size=batch_size).outputs
+    dim = model.backbone.feature_dim
+    return both[:, :dim], both[:, dim:]
 
 
 def _source(data: ValidationData, validator: str) -> datasets.Dataset:
@@ -238,50 +241,22 @@ def score_all(model: TransferModel, data: ValidationData) -> dict[str, float]:
     return {name: _FUNCTIONS[name](data, src, tgt) for name in names}
 
 
-class ValidatorCallback:
-    """A fine-tune engine callback that scores every epoch with all validators, keeps the
-    weights of the best epoch by ``validator`` and puts them back when training ends."""
+def best_model(validator: str, data: ValidationData) -> BestModel:
+    """The fine-tune engine's best-model choice by a label-free validator: every validator the
+    data allow scores each epoch (``validator_<name>`` in the history), and the epoch with the
+    best ``validator`` score is the one returned (kept in the checkpoint, like any best model).
+    """
+    from lepton_platform.engine.callbacks import BestModel
 
-    def __new__(cls, validator: str, data: ValidationData) -> Any:
-        from lepton_platform.engine.finetune import Callback
+    check_validator(validator)
 
-        class _Chooser(Callback):
-            def __init__(self) -> None:
-                self.validator = check_validator(validator)
-                self.data = data
-                self.scores: list[dict[str, float]] = []
-                self.best_epoch: int | None = None
-                self._best_state: dict[str, torch.Tensor] | None = None
+    def scores(trainer: Trainer) -> dict[str, float]:
+        values = score_all(trainer.model, data)
+        if validator not in values:
+            values[validator] = score(validator, trainer.model, data)
+        return {f"validator_{k}": v for k, v in values.items()}
 
-            def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
-                values = score_all(trainer.model, self.data)
-                if self.validator not in values:
-                    values[self.validator] = score(self.validator, trainer.model, self.data)
-                self.scores.append(values)
-                best = (
-                    None
-                    if self.best_epoch is None
-                    else self.scores[self.best_epoch][self.validator]
-                )
-                if best is None or values[self.validator] > best:
-                    self.best_epoch = epoch
-                    self._best_state = {
-                        k: v.detach().clone() for k, v in trainer.model.state_dict().items()
-                    }
-
-            def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
-                if self._best_state is not None:
-                    trainer.model.load_state_dict(self._best_state)
-                    self._best_state = None
-
-            def report(self) -> dict[str, Any]:
-                return {
-                    "validator": self.validator,
-                    "chosen_epoch": self.best_epoch,
-                    "scores_per_epoch": self.scores,
-                }
-
-        return _Chooser()
+    return BestModel(f"validator_{validator}", True, extra=scores, label=validator)
 
 
 @dataclass

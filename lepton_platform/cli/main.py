@@ -1,20 +1,36 @@
-"""The ``lepton`` command. Sub-commands come from the ``lepton_commands`` hook, the core's own
-included; this module only builds the parser and dispatches."""
+"""The ``lepton`` command. Sub-commands come from the ``lepton_commands`` hook: the CLI's own
+plugin (registered here, so that only the command loads it) and any installed plugin's. This
+module registers that plugin, builds the parser and dispatches."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from lepton_platform._version import __version__
 from lepton_platform.errors import LeptonError, PluginError
+
+
+def register_cli(host: Any = None) -> None:
+    """Register the CLI's commands plugin with the process-wide host (once)."""
+    from lepton_platform._host import CORE_DISTRIBUTION, get_host
+    from lepton_platform._version import __version__
+    from lepton_platform.cli import plugin
+
+    host = host or get_host()
+    if not host.is_registered(plugin.NAME):
+        host.register(
+            plugin, plugin.NAME, distribution=CORE_DISTRIBUTION, version=__version__, builtin=True
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from lepton_platform._host import get_host
     from lepton_platform.registry import list_commands
 
+    register_cli()
     parser = argparse.ArgumentParser(
         prog="lepton",
         description="Lepton: move what a model learned in one domain to another.",

@@ -1,6 +1,6 @@
 """``lepton rank --domain D --data PATH --backbones a,b,c``: rank backbones and Lepton source
 models for the target data without fine-tuning (LogME, LEEP, H-score), over
-:func:`lepton_platform.ranking.rank`. Nothing heavy is imported until ``run``."""
+:func:`lepton_platform.rank`. Nothing heavy is imported until ``run``."""
 
 from __future__ import annotations
 
@@ -52,12 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score every candidate and print the ranking, best first."""
-    from lepton_platform.cli.commands import Console, _csv, _quiet_libraries, _source
-    from lepton_platform.config import _scalar
+    from lepton_platform.cli.commands import source_of
+    from lepton_platform.cli.console import Console, csv_list, quiet_libraries, yaml_scalar
     from lepton_platform.errors import ConfigError
 
     console = Console(args)
-    names = _csv(args.backbones, "--backbones")
+    names = csv_list(args.backbones, "--backbones")
     candidates: list[dict[str, object]] = []
     extra: dict[str, dict[str, object]] = {n: {} for n in names}
     weights: dict[str, str] = {}
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--options {item!r}: expected NAME:KEY=VALUE with NAME one of {', '.join(names)}"
             )
-        extra[name][key.strip()] = _scalar(value)
+        extra[name][key.strip()] = yaml_scalar(value)
     for item in args.pretrained:
         name, eq, value = item.partition("=")
         if not eq or name not in extra:
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
             candidates.append(
                 {"name": name, "options": extra[name], "pretrained": weights.get(name)}
             )
-    sources = [_source(path, args.source_options) for path in args.data]
-    _quiet_libraries(console.quiet)
-    from lepton_platform.ranking import rank
+    sources = [source_of(path, args.source_options) for path in args.data]
+    quiet_libraries(console.quiet)
+    from lepton_platform.api.rank import rank
 
     ranking = rank(
         domain=args.domain,

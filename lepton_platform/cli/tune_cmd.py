@@ -1,5 +1,5 @@
 """``lepton tune CONFIG --trials N``: the hyper-parameter search over the Python API
-:func:`lepton_platform.tuning.tune`. Nothing heavy is imported until ``run``."""
+:func:`lepton_platform.tune`. Nothing heavy is imported until ``run``."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the search, then print the best trial and the final test result."""
-    from lepton_platform.cli.commands import Console, _quiet_libraries
-    from lepton_platform.config import load_config
+    from lepton_platform.api.config import load_config
+    from lepton_platform.cli.console import Console, quiet_libraries
     from lepton_platform.errors import ConfigError
 
     console = Console(args)
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=args.overrides)
     if console.quiet:
         config.train.progress = False  # type: ignore[attr-defined]
-    _quiet_libraries(console.quiet)
-    from lepton_platform.tuning import tune
+    quiet_libraries(console.quiet)
+    from lepton_platform.api.tuning.search import tune
 
     result = tune(
         config,

@@ -9,12 +9,19 @@ Importing this package imports ``datasets`` but not torch::
 from __future__ import annotations
 
 from lepton_platform.data.combine import combine, relabel, unified_label_names
-from lepton_platform.data.loading import DATA_KEYS, DataBundle, load_data
+from lepton_platform.data.loading import (
+    DATA_KEYS,
+    DataBundle,
+    Source,
+    Sources,
+    load_data,
+    load_unlabelled,
+    source_list,
+)
 from lepton_platform.data.prepare import (
     cache_dir,
     data_fingerprint,
     prepare,
-    prepare_splits,
     preprocessing_key,
 )
 from lepton_platform.data.records import BadRecord, BadRecords
@@ -50,6 +57,8 @@ __all__ = [
     "BadRecord",
     "BadRecords",
     "DataBundle",
+    "Source",
+    "Sources",
     "SplitConfig",
     "cache_dir",
     "check_schema",
@@ -63,11 +72,12 @@ __all__ = [
     "label_indices",
     "label_names_of",
     "load_data",
+    "load_unlabelled",
     "pick_column",
     "prepare",
-    "prepare_splits",
     "preprocessing_key",
     "relabel",
+    "source_list",
     "split_dataset",
     "standardize",
     "unified_label_names",

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import datasets
 
@@ -111,34 +111,46 @@ class DataBundle:
         return out
 
 
-def _resolve_domain(domain: Domain | str) -> Domain:
+def _check_domain(domain: Domain) -> Domain:
     from lepton_platform.domains import Domain
 
-    if isinstance(domain, str):
-        from lepton_platform.registry import create_domain
-
-        return create_domain(domain)
     if not isinstance(domain, Domain):
         raise ConfigError(
-            f"domain must be a registered domain name or a lepton_platform.domains.Domain, "
-            f"got {type(domain).__name__}"
+            f"domain must be a lepton_platform.domains.Domain (build one from a registered "
+            f"name with lepton_platform.create_domain), got {type(domain).__name__}"
         )
     return domain
 
 
-def _source_list(
-    sources: Mapping[str, Any] | Sequence[Mapping[str, Any] | str | os.PathLike[str]] | str,
-) -> list[Mapping[str, Any]]:
-    if isinstance(sources, Mapping | str | os.PathLike):
+#: A data source: a mapping for the domain's reader, a path, or a dataset in the standard
+#: schema (a ``DatasetDict`` brings its own splits).
+Source: TypeAlias = (
+    Mapping[str, Any] | str | os.PathLike[str] | datasets.Dataset | datasets.DatasetDict
+)
+Sources: TypeAlias = Source | Sequence[Source]
+
+
+def source_list(sources: Sources) -> list[Mapping[str, Any]]:
+    """Sources as mappings: a path becomes ``{"path": ...}``, a dataset ``{"dataset": ...}``.
+
+    Raises :class:`ConfigError` for anything else, naming its position."""
+    if isinstance(sources, Mapping | str | os.PathLike | datasets.Dataset | datasets.DatasetDict):
         sources = [sources]
+    if not isinstance(sources, Sequence):
+        raise ConfigError(
+            "data must be a path, a list of paths, a mapping such as {'path': 'data.csv'}, a "
+            f"datasets.Dataset or a DatasetDict; got {type(sources).__name__}"
+        )
     out: list[Mapping[str, Any]] = []
     for i, src in enumerate(sources):
         if isinstance(src, str | os.PathLike):
             src = {"path": os.fspath(src)}
+        elif isinstance(src, datasets.Dataset | datasets.DatasetDict):
+            src = {"dataset": src}
         if not isinstance(src, Mapping):
             raise ConfigError(
-                f"source {i} must be a mapping such as {{'path': 'data.csv'}}, "
-                f"got {type(src).__name__}"
+                f"source {i} must be a path, a mapping such as {{'path': 'data.csv'}} or a "
+                f"dataset, got {type(src).__name__}"
             )
         out.append(src)
     if not out:
@@ -154,7 +166,7 @@ def _source_name(source: Mapping[str, Any], index: int) -> str:
     if source.get("path"):
         path = Path(str(source["path"]))
         return path.stem or str(path)
-    return f"source{index}"
+    return f"source{index}" if index else "data"
 
 
 def _normalize(
@@ -195,8 +207,8 @@ def _normalize(
 
 
 def load_data(
-    domain: Domain | str,
-    sources: Mapping[str, Any] | Sequence[Mapping[str, Any] | str | os.PathLike[str]] | str,
+    domain: Domain,
+    sources: Sources,
     *,
     split: SplitConfig | None = None,
     on_bad_record: OnBadRecord = "error",
@@ -204,28 +216,30 @@ def load_data(
 ) -> DataBundle:
     """Load every source with ``domain``, combine and split them, and check the splits.
 
-    Each source is a mapping passed to ``domain.load`` (less the data-layer keys ``domain``,
-    the value of the ``domain`` column for its rows, and ``split``, the split it is). Splits a
-    source gives (a ``DatasetDict`` or ``split``) are used as they are; sources without one are
-    added to ``train`` when others give splits, else everything is split by ``split``
-    (seeded, stratified, group-aware when a ``group`` column exists). Several sources, or any
-    source naming a ``domain``, add a ``domain`` column. Labels are unified by name, or mapped
-    to ``label_names`` when given. Raises :class:`DataError` on an empty source, bad records
+    A source is a mapping passed to ``domain.load`` (less the data-layer keys ``domain``,
+    the value of the ``domain`` column for its rows, and ``split``, the split it is), a path
+    (``{"path": ...}``), or a ``datasets.Dataset`` / ``DatasetDict`` already in the standard
+    schema (``{"dataset": ...}``: used as it is, not read by the domain). Splits a source gives (a
+    ``DatasetDict`` or ``split``) are used as they are; sources without one are added to
+    ``train`` when others give splits, else everything is split by ``split`` (seeded,
+    stratified, group-aware when a ``group`` column exists). Several sources, or any source
+    naming a ``domain``, add a ``domain`` column. Labels are unified by name, or mapped to
+    ``label_names`` when given. Raises :class:`DataError` on an empty source, bad records
     (unless ``on_bad_record="skip"``), unseen classes or groups shared between splits.
     """
-    dom = _resolve_domain(domain)
+    dom = _check_domain(domain)
     config = split or SplitConfig()
     bad = BadRecords(on_bad_record)
-    source_list = _source_list(sources)
-    add_domain = len(source_list) > 1 or any("domain" in s for s in source_list)
+    source_list_ = source_list(sources)
+    add_domain = len(source_list_) > 1 or any("domain" in s for s in source_list_)
 
     given: dict[str, list[tuple[str, datasets.Dataset]]] = {s: [] for s in SPLITS}
     pooled: list[tuple[str, datasets.Dataset]] = []
-    for i, src in enumerate(source_list):
+    for i, src in enumerate(source_list_):
         name = _source_name(src, i)
         where = f"source {name!r}" if "path" not in src else f"source {name!r} ({src['path']})"
         wanted = None if src.get("split") is None else normalize_split_name(src["split"], where)
-        loaded = dom.load({k: v for k, v in src.items() if k not in DATA_KEYS}, bad_records=bad)
+        loaded = _load_source(dom, src, bad)
         if isinstance(loaded, datasets.DatasetDict):
             parts = {normalize_split_name(k, where): v for k, v in loaded.items()}
             if wanted is not None:
@@ -287,3 +301,56 @@ def load_data(
         fingerprints={s: data_fingerprint(dsd[s]) for s in SPLITS},
         domain=dom.name,
     )
+
+
+def _load_source(domain: Domain, source: Mapping[str, Any], bad: BadRecords) -> Any:
+    """One source read through the domain's reader, except a dataset for a domain whose reader
+    takes none (:attr:`Domain.reads_datasets`): that one is used as it is, in the standard
+    schema."""
+    given = source.get("dataset")
+    if isinstance(given, datasets.Dataset | datasets.DatasetDict) and not domain.reads_datasets:
+        extra = [k for k in source if k not in (*DATA_KEYS, "dataset")]
+        if extra:
+            raise ConfigError(
+                f"domain {domain.name!r} reads no datasets itself, so a dataset given as data "
+                f"takes no reader options (got {sorted(extra)}); give it in the standard schema "
+                f"(input columns {list(domain.input_columns)} and 'label')"
+            )
+        return given
+    return domain.load({k: v for k, v in source.items() if k not in DATA_KEYS}, bad_records=bad)
+
+
+def load_unlabelled(
+    domain: Domain, sources: Sources, *, on_bad_record: OnBadRecord = "error"
+) -> datasets.Dataset:
+    """Every row of every source read with ``domain`` (every split of a source that has
+    several), without labels: unlabelled target data for domain adaptation. A source may hold
+    labels (a class-folder tree); they are dropped unread, never used."""
+    dom = _check_domain(domain)
+    bad = BadRecords(on_bad_record)
+    parts: list[datasets.Dataset] = []
+    for i, src in enumerate(source_list(sources)):
+        name = _source_name(src, i)
+        where = f"unlabelled source {name!r}"
+        loaded = _load_source(dom, src, bad)
+        pieces = list(loaded.values()) if isinstance(loaded, datasets.DatasetDict) else [loaded]
+        for piece in pieces:
+            if not isinstance(piece, datasets.Dataset):
+                raise DataError(
+                    f"{where}: domain {dom.name!r} returned {type(piece).__name__}, expected a "
+                    "datasets.Dataset or DatasetDict"
+                )
+            keep = [c for c in dom.input_columns if c in piece.column_names]
+            missing = [c for c in dom.input_columns if c not in piece.column_names]
+            if missing:
+                raise DataError(
+                    f"{where}: no input column(s) {missing}; it has {piece.column_names}"
+                )
+            parts.append(piece.select_columns(keep))
+    rows = sum(len(p) for p in parts)
+    if rows == 0:
+        raise DataError("the unlabelled target sources hold no rows; check their paths")
+    if len(parts) == 1:
+        return parts[0]
+    features = parts[0].features
+    return datasets.concatenate_datasets([p.cast(features) for p in parts])

@@ -26,7 +26,7 @@ from lepton_platform.errors import DataError
 if TYPE_CHECKING:
     from lepton_platform.models import Preprocessor
 
-__all__ = ["cache_dir", "data_fingerprint", "prepare", "prepare_splits", "preprocessing_key"]
+__all__ = ["cache_dir", "data_fingerprint", "prepare", "preprocessing_key"]
 
 #: Bump when the layout of prepared files changes, so old cache files are not reused.
 PREPARE_FORMAT = 1
@@ -172,28 +172,4 @@ def prepare(
         new_fingerprint=key,
         num_proc=num_proc,
         desc=desc or f"Preprocessing ({type(preprocessor).__name__})",
-    )
-
-
-def prepare_splits(
-    dsd: datasets.DatasetDict,
-    preprocessor: Preprocessor,
-    *,
-    cache: Path | str | None = None,
-    batch_size: int = 256,
-    num_proc: int | None = None,
-) -> datasets.DatasetDict:
-    """:func:`prepare` for every split of a ``DatasetDict``."""
-    return datasets.DatasetDict(
-        {
-            name: prepare(
-                part,
-                preprocessor,
-                desc=f"Preprocessing {name}",
-                cache=cache,
-                batch_size=batch_size,
-                num_proc=num_proc,
-            )
-            for name, part in dsd.items()
-        }
     )

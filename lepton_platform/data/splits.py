@@ -17,13 +17,13 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import datasets
 import numpy as np
 
 from lepton_platform.data.schema import GROUP, LABEL, class_label, column_values, label_indices
 from lepton_platform.errors import ConfigError, DataError
+from lepton_platform.settings import SplitConfig
 
 __all__ = [
     "SPLITS",
@@ -48,32 +48,6 @@ SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How to split data that comes without (some of) its splits.
-
-    ``validation`` and ``test`` are fractions of the rows; ``stratify`` keeps class proportions;
-    ``by_group`` keeps every group in one split (``None``: when a ``group`` column exists).
-    """
-
-    validation: float = 0.15
-    test: float = 0.15
-    seed: int = 0
-    stratify: bool = True
-    by_group: bool | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("validation", "test"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value < 1:
-                raise ConfigError(f"split.{name} must be a fraction between 0 and 1, got {value!r}")
-        if self.validation + self.test >= 1:
-            raise ConfigError(
-                f"split.validation + split.test must leave rows for training, got "
-                f"{self.validation} + {self.test} >= 1"
-            )
 
 
 def group_hash(group: object) -> str:

@@ -19,10 +19,7 @@ go through safetensors and everything else through JSON: loading a checkpoint ru
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -31,15 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from lepton_platform._io import AtomicFolder, canonicalise_safetensors, sha256_file
 from lepton_platform.errors import ArtifactError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointWriter",
+    "SafetensorError",
     "checkpoint_sort_key",
     "latest_checkpoint",
     "list_checkpoints",
@@ -51,6 +50,7 @@ __all__ = [
     "optimizer_tensors",
     "prune_checkpoints",
     "read_tensors",
+    "remove_temporary",
     "rng_to_files",
     "save_model_file",
     "verify_checkpoint",
@@ -95,14 +95,6 @@ def prune_checkpoints(directory: Path, keep: int | None) -> None:
 # ----------------------------------------------------------------------------- checksums
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_checkpoint(path: Path) -> dict[str, Any]:
     """Check every file against the manifest; return the manifest.
 
@@ -133,7 +125,7 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
                 f"checkpoint file {file} is truncated or altered: {size} bytes, the manifest "
                 f"says {entry['bytes']}; delete {path} to resume from an earlier checkpoint"
             )
-        if _sha256(file) != entry["sha256"]:
+        if sha256_file(file) != entry["sha256"]:
             raise ArtifactError(
                 f"checkpoint file {file} does not match its sha256 in {manifest_path} (tampered "
                 f"with or corrupted); delete {path} to resume from an earlier checkpoint"
@@ -144,72 +136,51 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- writing
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def remove_temporary(directory: Path) -> None:
+    """Delete the hidden temporary folders a run killed while writing left behind."""
+    if not directory.is_dir():
+        return
+    for stale in directory.iterdir():
+        if stale.is_dir() and stale.name.startswith((".tmp-", ".old-")):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
-class CheckpointWriter:
-    """Collects files in a temporary folder and renames it into place on :meth:`commit`.
+class CheckpointWriter(AtomicFolder):
+    """Collects files in a temporary folder and renames it into place on :meth:`commit`, with a
+    manifest of every file's checksum. Every process of a run writes into the same temporary
+    folder (its own RNG state); the main process opens and commits it.
 
     Used as a context manager: leaving it with an exception removes the temporary folder and
     leaves every earlier checkpoint untouched."""
 
-    def __init__(self, final: Path, *, tag: str = "") -> None:
+    def __init__(self, final: Path) -> None:
+        super().__init__(final, tag="writing")
         self.final = final
-        self.tmp = final.parent / f".tmp-{final.name}{tag}"
-        self._files: list[str] = []
-
-    def __enter__(self) -> CheckpointWriter:
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def path(self, name: str) -> Path:
-        return self.tmp / name
+        self.tmp = self.path
 
     def write_json(self, name: str, data: Any) -> None:
-        self.path(name).write_text(json.dumps(data, indent=1, allow_nan=False))
+        (self.path / name).write_text(json.dumps(data, indent=1, allow_nan=False))
 
     def write_tensors(
         self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
     ) -> None:
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-            str(self.path(name)),
+            str(self.path / name),
             metadata=dict(metadata),
         )
+        canonicalise_safetensors(self.path / name)
 
     def commit(self, extra: Mapping[str, Any] | None = None) -> Path:
         """Write the manifest (a sha256 per file), flush, and rename the folder into place."""
         files = {}
-        for file in sorted(self.tmp.iterdir()):
+        for file in sorted(self.path.iterdir()):
             if file.name == MANIFEST or not file.is_file():
                 continue
-            _fsync(file)
-            files[file.name] = {"sha256": _sha256(file), "bytes": file.stat().st_size}
+            files[file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
         manifest = {"format": CHECKPOINT_FORMAT, "files": files, **(extra or {})}
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _fsync(self.tmp / MANIFEST)
-        if self.final.exists():  # the same step written again (after a resume): swap it
-            trash = self.final.parent / f".trash-{self.final.name}"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.rename(self.final, trash)
-            os.rename(self.tmp, self.final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(self.tmp, self.final)
-        with contextlib.suppress(OSError):  # directory fsync is not possible everywhere
-            _fsync(self.final.parent)
-        return self.final
+        (self.path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return super().commit()
 
 
 # ----------------------------------------------------------------------------- tensors

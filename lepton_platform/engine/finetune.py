@@ -3,8 +3,9 @@
 It runs on CPU, one GPU, or several processes and machines through ``accelerate launch``, with
 mixed precision where the device has it, gradient accumulation and clipping, AdamW or SGD,
 constant, linear or cosine schedules with warm-up, parameter groups with their own learning
-rates, early stopping and best-model choice on the validation split only, atomic checkpoints
-and exact resume. Example::
+rates, atomic checkpoints and exact resume. Its own behaviours (best model, early stopping, the
+metrics log, the checkpoint cadence) are callbacks (:mod:`lepton_platform.engine.callbacks`)
+that a strategy may replace. Example::
 
     from lepton_platform.engine.finetune import TrainConfig, Trainer
 
@@ -14,23 +15,22 @@ and exact resume. Example::
     logits, labels = trainer.predict(test_ds, preprocessor)
 
 The data order of an epoch depends only on ``(seed, epoch)``; augmentation is seeded per batch;
-checkpoints hold the RNG states and the position in the data. So two runs with one seed agree
-exactly on CPU, and a run killed at any moment and resumed ends with the same weights as one
-that was never interrupted.
+checkpoints hold the RNG states, the position in the data and every callback's state. So two
+runs with one seed agree exactly on CPU, and a run killed at any moment and resumed ends with
+the same weights as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -49,8 +49,18 @@ from lepton_platform.engine._loop_utils import (
     make_collate,
     restore_rng,
 )
+from lepton_platform.engine.callbacks import (
+    BestModel,
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    MetricsLog,
+)
+from lepton_platform.engine.evaluate import Monitor
+from lepton_platform.engine.predict import check_prepared, multi_hot_width, predict, to_device
 from lepton_platform.errors import ArtifactError, ConfigError, DataError, TrainingError
 from lepton_platform.models import Preprocessor, TransferModel, config_fingerprint
+from lepton_platform.settings import TrainConfig
 from lepton_platform.tasks import Task
 
 if TYPE_CHECKING:
@@ -60,182 +70,15 @@ __all__ = ["Callback", "FitResult", "TrainConfig", "Trainer"]
 
 ParamPredicate = Callable[[str, nn.Parameter], bool]
 
-#: Config fields that may change between a run and its resume (they do not change the result).
-RESUMABLE_CHANGES = frozenset(
-    {
-        "progress",
-        "log_every_steps",
-        "num_workers",
-        "keep_checkpoints",
-        "checkpoint_every_steps",
-        "trackers",
-    }
-)
 
-
-# ============================================================================ configuration
-
-
-@dataclass(kw_only=True)
-class TrainConfig:
-    """How to train. Every field is checked when the config is built; a bad value raises
-    :class:`ConfigError` naming the field.
-
-    ``batch_size`` is the global batch (split over processes); ``grad_accum_steps`` batches make
-    one optimiser step. ``warmup_steps`` wins over ``warmup_ratio`` (of all optimiser steps).
-    ``mixed_precision="auto"`` means bf16 on a GPU that supports it, otherwise full precision.
-    ``matmul_precision`` is passed to :func:`torch.set_float32_matmul_precision` during
-    training ("medium" lets fp32 matrix products use bf16 internally: faster, slightly less
-    exact). ``channels_last`` stores 4-d weights and inputs channels-last (faster convolutions).
-    ``monitor`` is ``"loss"`` (validation loss) or a metric name from the evaluate engine;
-    ``monitor_mode="auto"`` minimises the loss and maximises metrics. ``trackers="auto"`` logs
-    to TensorBoard and MLflow when they are installed and ``output_dir`` is set; ``()`` turns
-    them off. ``sampler`` is ``"shuffle"`` (each example once per epoch) or ``"balanced"``
-    (drawn with replacement, each class equally often: imbalanced single-label data).
-    ``group_by_length`` batches examples of similar length together when the preprocessor
-    names a ``length_column`` (text, speech: dynamic padding then pads little).
-    """
-
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    scheduler: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    grad_accum_steps: int = 1
-    max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    channels_last: bool = False
-    early_stopping_patience: int | None = None
-    monitor: str = "loss"
-    monitor_mode: Literal["auto", "min", "max"] = "auto"
-    seed: int = 0
-    checkpoint_every_steps: int | None = None
-    keep_checkpoints: int | None = 2
-    num_workers: int = 0
-    log_every_steps: int = 10
-    progress: bool = True
-    trackers: str | tuple[str, ...] = "auto"
-    sampler: Literal["shuffle", "balanced"] = "shuffle"
-    group_by_length: bool = True
-
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"TrainConfig.{name}: {why}, got {getattr(self, name)!r}")
-
-        def positive_int(name: str, allow_none: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, "must be a positive integer")
-
-        def non_negative(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise bad(name, "must be a number")
-            if not math.isfinite(value) or value < 0:
-                raise bad(name, "must be a finite number >= 0")
-
-        def choice(name: str, options: Sequence[str]) -> None:
-            if getattr(self, name) not in options:
-                raise bad(name, f"must be one of {', '.join(map(repr, options))}")
-
-        for name in ("epochs", "batch_size", "grad_accum_steps", "log_every_steps"):
-            positive_int(name)
-        for name in ("eval_batch_size", "checkpoint_every_steps", "keep_checkpoints"):
-            positive_int(name, allow_none=True)
-        if self.early_stopping_patience is not None:
-            positive_int("early_stopping_patience")
-        for name in ("lr", "weight_decay", "momentum", "warmup_ratio"):
-            non_negative(name)
-        if self.lr == 0:
-            raise bad("lr", "must be > 0")
-        if self.warmup_ratio >= 1:
-            raise bad("warmup_ratio", "must be in [0, 1)")
-        if self.warmup_steps is not None and (
-            isinstance(self.warmup_steps, bool)
-            or not isinstance(self.warmup_steps, int)
-            or self.warmup_steps < 0
-        ):
-            raise bad("warmup_steps", "must be an integer >= 0 or None")
-        if self.max_grad_norm is not None:
-            non_negative("max_grad_norm")
-            if self.max_grad_norm == 0:
-                raise bad("max_grad_norm", "must be > 0 or None (no clipping)")
-        choice("optimizer", ("adamw", "sgd"))
-        choice("scheduler", ("constant", "linear", "cosine"))
-        choice("mixed_precision", ("no", "fp16", "bf16", "auto"))
-        choice("matmul_precision", ("highest", "high", "medium"))
-        choice("monitor_mode", ("auto", "min", "max"))
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise bad("monitor", "must be 'loss' or a metric name")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "must be an integer >= 0")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
-            raise bad("num_workers", "must be an integer >= 0")
-        if self.num_workers < 0:
-            raise bad("num_workers", "must be an integer >= 0")
-        if isinstance(self.trackers, str):
-            if self.trackers != "auto":
-                raise bad("trackers", "must be 'auto' or a tuple of 'tensorboard', 'mlflow'")
-        else:
-            self.trackers = tuple(self.trackers)
-            unknown = [t for t in self.trackers if t not in ("tensorboard", "mlflow")]
-            if unknown:
-                raise bad("trackers", f"unknown tracker(s) {unknown}; use 'tensorboard', 'mlflow'")
-        if self.sampler not in ("shuffle", "balanced"):
-            raise bad("sampler", "must be 'shuffle' or 'balanced'")
-
-    @property
-    def mode(self) -> Literal["min", "max"]:
-        """Whether a smaller or larger monitored value is better."""
-        if self.monitor_mode != "auto":
-            return self.monitor_mode
-        return "min" if self.monitor == "loss" or self.monitor.endswith("loss") else "max"
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["trackers"] = (
-            list(self.trackers) if isinstance(self.trackers, tuple) else self.trackers
-        )
-        return data
-
-
-# ============================================================================ callbacks, result
-
-
-class Callback:
-    """Hooks into the loop. Freeze schedules, custom logging and stopping rules subclass it.
-
-    On resume from a mid-epoch checkpoint, ``on_epoch_start`` is called again for that epoch,
-    so it must depend only on the epoch (which is what a schedule does)."""
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        """Before the first step (also after a resume)."""
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        """Before the first batch of ``epoch`` (0-based)."""
-
-    def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
-        """After optimiser step ``step`` (1-based, counted over the whole run)."""
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
-        """After validation of ``epoch``; ``logs`` is that epoch's history entry."""
-
-    def on_train_end(self, trainer: Trainer, result: FitResult) -> None:
-        """After the best weights are back in the model."""
+# ============================================================================ result
 
 
 @dataclass
 class FitResult:
     """What :meth:`Trainer.fit` did. ``history`` has one entry per epoch: ``epoch``,
-    ``train_loss``, ``lr`` and, with a validation split, ``val_loss`` and ``val_<monitor>``."""
+    ``train_loss``, ``lr`` and, with a validation split, ``val_loss`` and the monitored
+    metric's ``val_<key>``. ``selection`` says what chose ``best_epoch``."""
 
     history: list[dict[str, float]]
     best_epoch: int | None
@@ -247,6 +90,7 @@ class FitResult:
     resumed_from: Path | None = None
     elapsed_s: float = 0.0
     train_examples_per_s: float = 0.0
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -257,19 +101,16 @@ class FitResult:
 
 @dataclass
 class _RunState:
-    """Everything besides tensors that a checkpoint must hold to continue exactly."""
+    """Everything besides tensors and callback states that a checkpoint must hold to continue
+    exactly."""
 
     epoch: int = 0
     batch: int = 0
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-    best_score: float | None = None
-    best_epoch: int | None = None
-    bad_epochs: int = 0
     stopped_early: bool = False
     loss_sum: float = 0.0
     loss_count: float = 0.0
-    metrics_offset: int = 0
 
 
 # ============================================================================ trainer
@@ -281,6 +122,9 @@ class Trainer:
     ``param_groups``: torch-style dicts with ``params`` and optional ``lr``, ``weight_decay``
     and ``name`` (default: every parameter, no weight decay on biases and normalisation
     weights). ``regularizer(model)`` returns a scalar added to each step's loss (L2-SP).
+    ``monitor`` resolves ``config.monitor`` (a metric's spec gives its direction; needed when
+    it names a metric). ``best_model`` replaces the default choice of the best epoch (the
+    monitored validation value) by another :class:`BestModel` (a label-free validator's).
     ``output_dir`` receives ``checkpoints/`` and ``metrics.jsonl``; without it nothing is
     written and the best weights are kept in memory.
     """
@@ -295,14 +139,16 @@ class Trainer:
         param_groups: Sequence[Mapping[str, Any]] | None = None,
         regularizer: Callable[[TransferModel], torch.Tensor] | None = None,
         callbacks: Iterable[Callback] = (),
+        monitor: Monitor | None = None,
+        best_model: BestModel | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
         self.task = task
+        self.monitor = _check_monitor(config, monitor)
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.regularizer = regularizer
-        self.callbacks = list(callbacks)
         self.should_stop = False
         self.accelerator = _make_accelerator(config, self.output_dir)
         if config.batch_size % self.accelerator.num_processes:
@@ -315,14 +161,28 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         self.model = model
         groups = self._param_groups(param_groups)
-        raw_optimizer = _build_optimizer(config, groups, self.accelerator.device)
+        raw_optimizer = _build_optimizer(config, groups)
         self._wrapped: nn.Module = self.accelerator.prepare_model(model)
         self.optimizer = self.accelerator.prepare_optimizer(raw_optimizer)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.global_step = 0
         self.epoch = 0
-        self._best_in_memory: dict[str, torch.Tensor] | None = None
-        self._log: IO[str] | None = None
+        self.trackers_on = False
+        self.best_model = best_model or BestModel.for_monitor(self.monitor)
+        self.metrics_log = MetricsLog(
+            None if self.output_dir is None else self.output_dir / "metrics.jsonl",
+            config.log_every_steps,
+        )
+        builtin: list[Callback] = [self.best_model]
+        if config.early_stopping_patience is not None:
+            builtin.append(EarlyStopping(self.best_model, config.early_stopping_patience))
+        builtin.append(self.metrics_log)
+        self.callbacks: list[Callback] = [*builtin, *callbacks]
+        if self.output_dir is not None:
+            self.callbacks.append(Checkpointing(config.checkpoint_every_steps))
+        self._state = _RunState()
+        self._fingerprints: dict[str, Any] = {}
+        self._batches_per_epoch = 0
 
     # ------------------------------------------------------------------ public helpers
 
@@ -337,6 +197,11 @@ class Trainer:
     @property
     def checkpoint_dir(self) -> Path | None:
         return None if self.output_dir is None else self.output_dir / "checkpoints"
+
+    @property
+    def at_epoch_end(self) -> bool:
+        """Whether the current epoch has run all its batches."""
+        return self._state.batch >= self._batches_per_epoch
 
     def trainable_names(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -417,13 +282,13 @@ class Trainer:
             weights=self._sample_weights(train),
             lengths=self._lengths(train, preprocessor),
         )
-        batches_per_epoch = len(plan)
-        if batches_per_epoch == 0:
+        self._batches_per_epoch = len(plan)
+        if self._batches_per_epoch == 0:
             raise DataError(
                 f"the training dataset has {len(train)} examples, fewer than the "
                 f"{num_processes} processes: nothing to train on"
             )
-        steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+        steps_per_epoch = math.ceil(self._batches_per_epoch / cfg.grad_accum_steps)
         total_steps = steps_per_epoch * cfg.epochs
         warmup = (
             cfg.warmup_steps
@@ -433,27 +298,30 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer.optimizer, lr_lambda(cfg.scheduler, total_steps, warmup)
         )
-        fingerprints = self._fingerprints(train, preprocessor, num_processes)
+        self._fingerprints = self._fingerprints_of(train, preprocessor, num_processes)
 
         from accelerate.utils import set_seed
 
         set_seed(cfg.seed)
-        state = _RunState()
+        state = self._state = _RunState()
         resumed_from: Path | None = None
         if resume:
-            resumed_from = self._resume(state, fingerprints)
+            resumed_from = self._resume(state)
         self.global_step, self.epoch = state.global_step, state.epoch
 
         previous_precision = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision(cfg.matmul_precision)
-        self._open_log(state, resumed_from is not None)
+        self.metrics_log.open(self, resumed_from is not None)
         self._init_trackers()
         try:
             for callback in self.callbacks:
                 callback.on_train_start(self)
             view = DatasetView(train, [*preprocessor.output_columns, "label"])
             collate = make_collate(
-                preprocessor, train=True, with_labels=True, multi_hot=self._multi_hot(train)
+                preprocessor,
+                train=True,
+                with_labels=True,
+                multi_hot=multi_hot_width(train, self._num_labels_if_multi()),
             )
             augment_seed = derive_seed(cfg.seed, "augment")
             while state.epoch < cfg.epochs and not state.stopped_early:
@@ -466,25 +334,21 @@ class Trainer:
                 self._wrapped.train()
                 for callback in self.callbacks:
                     callback.on_epoch_start(self, epoch)
-                self._train_epoch(
-                    state, plan, view, collate, augment_seed, rank, num_processes, fingerprints
-                )
-                self._end_epoch(state, validation, preprocessor, fingerprints)
+                self._train_epoch(state, plan, view, collate, augment_seed, rank, num_processes)
+                self._end_epoch(state, validation, preprocessor)
         finally:
             torch.set_float32_matmul_precision(previous_precision)
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-            if self._trackers_on:
+            self.metrics_log.close()
+            if self.trackers_on:
                 acc.end_training()
 
-        self._restore_best(state)
         elapsed = time.perf_counter() - start_time
+        best = self.best_model
         result = FitResult(
             history=state.history,
-            best_epoch=state.best_epoch,
-            best_score=state.best_score,
-            monitor=cfg.monitor,
+            best_epoch=best.best_epoch,
+            best_score=best.best_score,
+            monitor=self.monitor.name,
             stopped_early=state.stopped_early,
             global_step=state.global_step,
             checkpoint_dir=self.checkpoint_dir,
@@ -493,10 +357,14 @@ class Trainer:
             train_examples_per_s=(
                 len(train) * len(state.history) / elapsed if elapsed > 0 else 0.0
             ),
+            selection=best.report(),
         )
         for callback in self.callbacks:
             callback.on_train_end(self, result)
         return result
+
+    def _num_labels_if_multi(self) -> int | None:
+        return self.task.num_labels if self.task.multi_label else None
 
     def _train_epoch(
         self,
@@ -507,7 +375,6 @@ class Trainer:
         augment_seed: int,
         rank: int,
         num_processes: int,
-        fingerprints: Mapping[str, Any],
     ) -> None:
         cfg, acc = self.config, self.accelerator
         epoch = state.epoch
@@ -538,7 +405,7 @@ class Trainer:
                 first, last = window * accum, min((window + 1) * accum, n_batches)
                 window_examples = sum(len(global_batches[i]) for i in range(first, last))
                 closes_window = b + 1 == last
-                batch = _to_device(batch, self.device, cfg.channels_last)
+                batch = to_device(batch, self.device, cfg.channels_last)
                 labels = batch.pop("labels")
                 sync = contextlib.nullcontext() if closes_window else acc.no_sync(self._wrapped)
                 with sync:
@@ -588,101 +455,38 @@ class Trainer:
                 window_count, nonfinite = 0, False
                 logs = {"epoch": epoch, "step": state.global_step, "loss": step_loss, "lr": lr}
                 progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
-                if state.global_step % cfg.log_every_steps == 0:
-                    self._write_log({"type": "step", **logs})
-                    if self._trackers_on:
-                        acc.log({"train/loss": step_loss, "lr": lr}, step=state.global_step)
                 for callback in self.callbacks:
                     callback.on_step_end(self, state.global_step, logs)
-                if (
-                    cfg.checkpoint_every_steps
-                    and state.global_step % cfg.checkpoint_every_steps == 0
-                    and state.batch < n_batches
-                ):
-                    self._save_checkpoint(state, fingerprints, end_of_epoch=False)
                 if self.should_stop:
                     break
         finally:
             progress.close()
 
     def _end_epoch(
-        self,
-        state: _RunState,
-        validation: Any | None,
-        preprocessor: Preprocessor,
-        fingerprints: Mapping[str, Any],
+        self, state: _RunState, validation: Any | None, preprocessor: Preprocessor
     ) -> None:
-        cfg = self.config
         epoch = state.epoch
         entry: dict[str, float] = {
             "epoch": float(epoch),
             "train_loss": state.loss_sum / max(state.loss_count, 1.0),
             "lr": float(self.optimizer.optimizer.param_groups[0]["lr"]),
         }
-        score: float | None = None
         if validation is not None:
             logits, labels = self._predict(validation, preprocessor, desc="validation")
             assert labels is not None
-            val_loss = float(self.task.loss(torch.from_numpy(logits), torch.from_numpy(labels)))
-            entry["val_loss"] = val_loss
-            if cfg.monitor == "loss":
-                score = val_loss
-            else:
-                score = self._metric(logits, labels)
-                entry[f"val_{cfg.monitor}"] = score
-        improved = False
-        if score is not None:
-            if math.isnan(score):
-                improved = False
-            elif state.best_score is None:
-                improved = True
-            else:
-                improved = (
-                    score < state.best_score if cfg.mode == "min" else score > state.best_score
-                )
-        if validation is None:
-            state.best_epoch = epoch  # without validation the last epoch is the one returned
-        elif improved:
-            state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
-            self._save_best(epoch)
-        else:
-            state.bad_epochs += 1
+            entry["val_loss"] = Monitor().value(self.task, logits, labels)
+            if self.monitor.metric is not None:
+                entry[self.monitor.history_key] = self.monitor.value(self.task, logits, labels)
         state.history.append(entry)
-        self._write_log({"type": "epoch", **entry})
-        if self._trackers_on:
-            self.accelerator.log(
-                {f"epoch/{k}": v for k, v in entry.items() if k != "epoch"},
-                step=state.global_step,
-            )
+        state.epoch, state.batch = epoch + 1, 0  # the epoch is done: a resume starts the next
         for callback in self.callbacks:
+            if isinstance(callback, Checkpointing):  # always last: it saves what came before
+                state.stopped_early = self.should_stop and state.epoch < self.config.epochs
             callback.on_epoch_end(self, epoch, entry)
-        state.epoch, state.batch = epoch + 1, 0
-        patience = cfg.early_stopping_patience
-        if (patience is not None and state.bad_epochs >= patience) or self.should_stop:
-            state.stopped_early = state.epoch < cfg.epochs
-        self._save_checkpoint(state, fingerprints, end_of_epoch=True)
-
-    def _metric(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        from lepton_platform.engine.evaluate import compute_metrics, headline_key
-
-        name = self.config.monitor
-        values = compute_metrics(self.task, logits, labels, metrics=[name])
-        key = headline_key(name)
-        if key not in values:
-            raise ConfigError(
-                f"TrainConfig.monitor {name!r}: the evaluate engine returned "
-                f"{sorted(values)}; choose a metric name or 'loss'"
-            )
-        return float(values[key])
+        state.stopped_early = self.should_stop and state.epoch < self.config.epochs
 
     def _multi_hot(self, dataset: Any) -> int | None:
-        """The width of the 0/1 vectors to build from each row's label indices: for a
-        multi-label task reading a ``List(ClassLabel)`` label column (rows already holding 0/1
-        vectors are used as they are)."""
-        from lepton_platform.data import is_multi_label
-
-        feature = dataset.features.get("label")
-        return self.task.num_labels if self.task.multi_label and is_multi_label(feature) else None
+        return multi_hot_width(dataset, self._num_labels_if_multi())
 
     def _sample_weights(self, train: Any) -> np.ndarray | None:
         if self.config.sampler != "balanced":
@@ -724,87 +528,34 @@ class Trainer:
         self, dataset: Any, preprocessor: Preprocessor
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits for every row of ``dataset`` in order (and its labels when it has a ``label``
-        column). Several processes each take a share; every process gets the whole result."""
-        self._check_dataset(dataset, preprocessor, "prediction", need_labels=False)
+        column), through the one prediction function. Several processes each take a share;
+        every process gets the whole result."""
         return self._predict(dataset, preprocessor, desc="predict")
 
-    @torch.no_grad()
     def _predict(
         self, dataset: Any, preprocessor: Preprocessor, *, desc: str
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        cfg, acc = self.config, self.accelerator
-        with_labels = "label" in dataset.column_names
-        columns = [*preprocessor.output_columns, *(["label"] if with_labels else [])]
-        view = DatasetView(dataset, columns)
-        n, num_processes = len(dataset), acc.num_processes
-        share = math.ceil(n / num_processes)
-        rows = list(range(acc.process_index * share, (acc.process_index + 1) * share))
-        rows = [min(r, n - 1) for r in rows]  # pad the last share by repeating the last row
-        batch_size = cfg.eval_batch_size or cfg.batch_size
-        batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-        loader = torch.utils.data.DataLoader(
-            view,
-            batch_sampler=batches,
-            collate_fn=cast(
-                Any,
-                make_collate(
-                    preprocessor,
-                    train=False,
-                    with_labels=with_labels,
-                    multi_hot=self._multi_hot(dataset),
-                ),
-            ),
+        cfg = self.config
+        out = predict(
+            self.model,
+            dataset,
+            preprocessor,
+            batch_size=cfg.eval_batch_size or cfg.batch_size,
+            accelerator=self.accelerator,
+            num_labels=self._num_labels_if_multi(),
             num_workers=cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator(),
+            channels_last=cfg.channels_last,
+            progress=cfg.progress,
+            desc=desc,
         )
-        was_training = self.model.training
-        self.model.eval()
-        outputs: list[torch.Tensor] = []
-        targets: list[torch.Tensor] = []
-        bar = _progress(
-            total=len(batches), initial=0, desc=desc, enabled=cfg.progress and acc.is_main_process
-        )
-        try:
-            for batch in loader:
-                batch = _to_device(batch, self.device, cfg.channels_last)
-                labels = batch.pop("labels", None)
-                outputs.append(self.model(**batch).float())
-                if labels is not None:
-                    targets.append(labels.to(self.device))
-                bar.update(1)
-        finally:
-            bar.close()
-            self.model.train(was_training)
-        logits = torch.cat(outputs)
-        label_tensor = torch.cat(targets) if with_labels else None
-        if num_processes > 1:
-            logits = acc.gather(logits)
-            if label_tensor is not None:
-                label_tensor = acc.gather(label_tensor)
-        logits_np = logits[:n].cpu().numpy()
-        labels_np = None if label_tensor is None else label_tensor[:n].cpu().numpy()
-        return logits_np, labels_np
+        return out.outputs, out.labels
 
     # ------------------------------------------------------------------ checks and setup
 
     def _check_dataset(
         self, dataset: Any, preprocessor: Preprocessor, what: str, *, need_labels: bool = True
     ) -> None:
-        columns = getattr(dataset, "column_names", None)
-        if columns is None:
-            raise DataError(
-                f"the {what} data must be a datasets.Dataset, got {type(dataset).__name__}"
-            )
-        needed = [*preprocessor.output_columns, *(["label"] if need_labels else [])]
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            raise DataError(
-                f"the {what} dataset lacks the column(s) {missing} (it has {columns}); run it "
-                "through lepton_platform.data.prepare(dataset, preprocessor) first"
-            )
-        if len(dataset) == 0:
-            raise DataError(f"the {what} dataset is empty")
+        check_prepared(dataset, preprocessor, what, labels=need_labels)
         if need_labels and not self.task.multi_label:
             labels = np.asarray(dataset["label"])
             if labels.ndim == 1 and labels.dtype.kind in "iu":
@@ -873,13 +624,10 @@ class Trainer:
                 "continue it, or choose another output_dir (nothing was changed)"
             )
         if self.is_main_process:
-            for stale in directory.glob(".tmp-*"):  # left by a run killed while writing
-                import shutil
-
-                shutil.rmtree(stale, ignore_errors=True)
+            ckpt.remove_temporary(directory)  # left by a run killed while writing
         self.accelerator.wait_for_everyone()
 
-    def _fingerprints(
+    def _fingerprints_of(
         self, train: Any, preprocessor: Preprocessor, num_processes: int
     ) -> dict[str, Any]:
         shapes = {n: list(p.shape) for n, p in self.model.state_dict().items()}
@@ -897,19 +645,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _save_checkpoint(
-        self, state: _RunState, fingerprints: Mapping[str, Any], *, end_of_epoch: bool
-    ) -> None:
+    def _callback_states(self) -> dict[str, Any]:
+        states: dict[str, Any] = {}
+        for callback in self.callbacks:
+            key = getattr(callback, "state_key", None)  # duck-typed callbacks keep none
+            if key is None:
+                continue
+            if key in states:
+                raise ConfigError(
+                    f"two callbacks keep their state under {key!r} "
+                    f"({type(callback).__name__}); give one another state_key"
+                )
+            states[key] = callback.state_dict()
+        return states
+
+    def save_checkpoint(self, *, end_of_epoch: bool) -> None:
+        """Write a checkpoint of the whole run (weights, optimiser, scheduler, RNG, the
+        position in the data and every callback's state); the newest
+        ``config.keep_checkpoints`` are kept."""
         directory = self.checkpoint_dir
         if directory is None:
             return
+        state = self._state
         acc = self.accelerator
         suffix = "-end" if end_of_epoch else ""
         final = directory / f"step-{state.global_step:08d}{suffix}"
         writer = ckpt.CheckpointWriter(final)
-        if self._log is not None:
-            self._log.flush()
-            state.metrics_offset = self._log.tell()
+        callback_states = self._callback_states()
         rng_json, rng_tensors = ckpt.rng_to_files(capture_rng())
         try:
             if acc.is_main_process:
@@ -929,8 +691,9 @@ class Trainer:
                     {
                         "state": dataclasses.asdict(state),
                         "config": self.config.to_json(),
-                        "fingerprints": dict(fingerprints),
+                        "fingerprints": dict(self._fingerprints),
                         "trainable": self.trainable_names(),
+                        "callbacks": callback_states,
                     },
                 )
             acc.wait_for_everyone()
@@ -940,7 +703,7 @@ class Trainer:
             if acc.is_main_process:
                 writer.commit({"global_step": state.global_step, "epoch": state.epoch})
                 ckpt.prune_checkpoints(directory, self.config.keep_checkpoints)
-        except OSError as exc:
+        except (OSError, ckpt.SafetensorError) as exc:
             if acc.is_main_process:
                 writer.__exit__(type(exc), exc, None)
             raise ArtifactError(
@@ -949,7 +712,7 @@ class Trainer:
             ) from exc
         acc.wait_for_everyone()
 
-    def _resume(self, state: _RunState, fingerprints: Mapping[str, Any]) -> Path | None:
+    def _resume(self, state: _RunState) -> Path | None:
         directory = self.checkpoint_dir
         assert directory is not None
         path = ckpt.latest_checkpoint(directory)
@@ -958,7 +721,7 @@ class Trainer:
         ckpt.verify_checkpoint(path)
         saved = ckpt.load_json(path / "trainer.json")
         differences = _differences(
-            saved["config"], self.config.to_json(), saved["fingerprints"], dict(fingerprints)
+            saved["config"], self.config.to_json(), saved["fingerprints"], self._fingerprints
         )
         if differences:
             raise ConfigError(
@@ -977,8 +740,15 @@ class Trainer:
         self.scheduler.load_state_dict(sched)
         if acc.scaler is not None and (path / "scaler.json").is_file():
             acc.scaler.load_state_dict(ckpt.load_json(path / "scaler.json"))
+        known = {f.name for f in dataclasses.fields(_RunState)}
         for key, value in saved["state"].items():
-            setattr(state, key, value)
+            if key in known:
+                setattr(state, key, value)
+        states = saved.get("callbacks", {})
+        for callback in self.callbacks:
+            key = getattr(callback, "state_key", None)
+            if key is not None and key in states:
+                callback.load_state_dict(states[key])
         restore_rng(
             ckpt.load_rng(
                 path / f"rng-{acc.process_index}.json",
@@ -987,58 +757,11 @@ class Trainer:
         )
         return path
 
-    def _save_best(self, epoch: int) -> None:
-        if self.checkpoint_dir is None:
-            self._best_in_memory = {
-                k: v.detach().clone() for k, v in self.model.state_dict().items()
-            }
-            return
-        if self.accelerator.is_main_process:
-            try:
-                with ckpt.CheckpointWriter(self.checkpoint_dir / "best") as writer:
-                    ckpt.save_model_file(writer, "model.safetensors", self.model)
-                    writer.write_json("best.json", {"epoch": epoch})
-                    writer.commit({"epoch": epoch})
-            except OSError as exc:
-                raise ArtifactError(
-                    f"cannot write the best model to {self.checkpoint_dir / 'best'} ({exc})"
-                ) from exc
-        self.accelerator.wait_for_everyone()
-
-    def _restore_best(self, state: _RunState) -> None:
-        if state.best_score is None:  # no validation: the model already holds the last epoch
-            return
-        if self.checkpoint_dir is None:
-            if self._best_in_memory is not None:
-                self.model.load_state_dict(self._best_in_memory)
-                self._best_in_memory = None
-            return
-        best = self.checkpoint_dir / "best"
-        ckpt.verify_checkpoint(best)
-        ckpt.load_model_file(best / "model.safetensors", self.model)
-
-    # ------------------------------------------------------------------ logging
-
-    _trackers_on = False
-
-    def _open_log(self, state: _RunState, resumed: bool) -> None:
-        if self.output_dir is None or not self.is_main_process:
-            return
-        path = self.output_dir / "metrics.jsonl"
-        if resumed and path.exists():
-            with path.open("r+") as handle:  # drop lines logged after the checkpoint
-                handle.truncate(state.metrics_offset)
-        elif path.exists():
-            path.unlink()
-        self._log = path.open("a")
-
-    def _write_log(self, record: Mapping[str, Any]) -> None:
-        if self._log is not None:
-            self._log.write(json.dumps(dict(record)) + "\n")
+    # ------------------------------------------------------------------ trackers
 
     def _init_trackers(self) -> None:
-        self._trackers_on = bool(self.accelerator.log_with)
-        if self._trackers_on:
+        self.trackers_on = bool(self.accelerator.log_with)
+        if self.trackers_on:
             flat = {
                 k: v for k, v in self.config.to_json().items() if isinstance(v, int | float | str)
             }
@@ -1055,8 +778,9 @@ def _differences(
     prints: Mapping[str, Any],
 ) -> list[str]:
     out = []
+    resumable = set(TrainConfig.resumable_fields())
     for key in sorted(set(saved_config) | set(config)):
-        if key in RESUMABLE_CHANGES:
+        if key in resumable:
             continue
         if saved_config.get(key) != config.get(key):
             out.append(
@@ -1112,28 +836,32 @@ def _make_accelerator(config: TrainConfig, output_dir: Path | None) -> Accelerat
         ) from exc
 
 
-def _build_optimizer(
-    config: TrainConfig, groups: list[dict[str, Any]], device: torch.device
-) -> torch.optim.Optimizer:
+def _check_monitor(config: TrainConfig, monitor: Monitor | None) -> Monitor:
+    """The resolved monitor of ``config.monitor`` (``loss`` needs none resolved)."""
+    mode = None if config.monitor_mode == "auto" else config.monitor_mode
+    if monitor is None:
+        if config.monitor != "loss":
+            raise ConfigError(
+                f"TrainConfig.monitor {config.monitor!r} names a metric: pass "
+                "Trainer(monitor=Monitor(Metric(lp.get_metric(name)))) (the registered metric's "
+                "spec says whether higher is better), or use lepton_platform.transfer"
+            )
+        return Monitor(None, mode)
+    if monitor.name != config.monitor:
+        raise ConfigError(
+            f"the monitor {monitor.name!r} given to the Trainer is not TrainConfig.monitor "
+            f"{config.monitor!r}"
+        )
+    return Monitor(monitor.metric, mode) if mode is not None else monitor
+
+
+def _build_optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     try:  # the fused kernel is a few percent faster and exact; not every device has it
         return torch.optim.AdamW(groups, lr=config.lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def _to_device(
-    batch: Mapping[str, torch.Tensor], device: torch.device, channels_last: bool
-) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-            if channels_last and value.ndim == 4:
-                value = value.contiguous(memory_format=torch.channels_last)
-        out[key] = value
-    return out
 
 
 class _NoBar:

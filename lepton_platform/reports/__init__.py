@@ -17,7 +17,8 @@ from lepton_platform.reports.document import (
     Report,
     build_report,
     confusion_from_predictions,
+    save_report,
     write_report,
 )
 
-__all__ = ["Report", "build_report", "confusion_from_predictions", "write_report"]
+__all__ = ["Report", "build_report", "confusion_from_predictions", "save_report", "write_report"]

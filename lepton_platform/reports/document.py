@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from lepton_platform._io import atomic_write_bytes, atomic_write_text
 from lepton_platform.reports import figures
 
-__all__ = ["Report", "build_report", "confusion_from_predictions", "write_report"]
+__all__ = ["Report", "build_report", "confusion_from_predictions", "save_report", "write_report"]
 
 MAX_BAD_RECORDS = 50
 
@@ -345,9 +346,9 @@ def _finite(value: Any) -> bool:
 
 
 def _cross_domain(report: Report, cross: Mapping[str, Any]) -> None:
-    values = cross.get("values") or cross.get("matrix") or []
-    rows = list(cross.get("rows") or cross.get("domains") or [])
-    columns = list(cross.get("columns") or cross.get("domains") or [])
+    values = cross.get("values") or []
+    rows = list(cross.get("rows") or [])
+    columns = list(cross.get("columns") or [])
     metric = str(cross.get("metric", "accuracy"))
     report.blocks.append(("h2", "Cross-domain matrix"))
     report.blocks.append(("p", "Trained on the row's domain, tested on the column's."))
@@ -375,8 +376,9 @@ def build_report(
     cross_domain: Mapping[str, Any] | None = None,
 ) -> Report:
     """The report of a run (``result``: the JSON of ``result.json``), a comparison
-    (``comparison.json``) or both; ``cross_domain`` is ``{"rows": [...], "columns": [...],
-    "values": [[...]], "metric": "accuracy"}`` (or ``"domains"`` for a square matrix)."""
+    (``comparison.json``) or both; ``cross_domain`` is what
+    :meth:`lepton_platform.api.matrix.CrossDomainMatrix.to_json` writes (``rows``, ``columns``,
+    ``values``, ``metric``)."""
     report = Report(title)
     if result:
         _summary(report, result)
@@ -405,18 +407,18 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.md`` (with ``figures/*.png``) and ``report.html`` into ``folder``, each
     file atomically; return the two paths."""
-    from lepton_platform.runs import atomic_write_text
-
-    out = Path(folder)
     report = build_report(
         title=title, config=config, result=result, comparison=comparison, cross_domain=cross_domain
     )
+    return save_report(folder, report)
+
+
+def save_report(folder: str | Path, report: Report) -> tuple[Path, Path]:
+    """Write a built report as ``report.md`` (with ``figures/*.png``) and ``report.html`` into
+    ``folder``, each file atomically; return the two paths."""
+    out = Path(folder)
     for fig in report.figures:
-        target = out / "figures" / fig.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{fig.name}.tmp")
-        tmp.write_bytes(fig.png)
-        tmp.replace(target)
+        atomic_write_bytes(out / "figures" / fig.name, fig.png)
     markdown = atomic_write_text(out / "report.md", report.to_markdown())
     page = atomic_write_text(out / "report.html", report.to_html())
     return markdown, page

@@ -5,37 +5,71 @@ returns a :class:`TransferOutcome`.
 Strategies are registered through ``lepton_strategies`` like any plugin's; the built-in ones
 live beside this module. A strategy checks its parameters when it is built and its fit to the
 model in :meth:`Strategy.check`, both before any training starts.
+
+The job reaches the engines through its ``engine`` (:class:`JobEngine`): ``job.trainer()``
+builds a fine-tune engine trainer, ``job.predict()`` runs the one prediction function and
+``job.score()`` measures the monitored value on validation. The application layer (or the
+testing kit) gives every job its engine, so this contract depends on no engine.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from lepton_platform.errors import ConfigError
 from lepton_platform.models import LayerGroup, Preprocessor, TransferModel
+from lepton_platform.settings import TrainConfig
 from lepton_platform.tasks import Task
 
 if TYPE_CHECKING:
     import datasets
+    import numpy as np
 
-    from lepton_platform.engine.finetune import Callback, FitResult, TrainConfig, Trainer
+    from lepton_platform.engine.callbacks import BestModel, Callback
+    from lepton_platform.engine.evaluate import Metric, Monitor
+    from lepton_platform.engine.finetune import FitResult, Trainer
 
-__all__ = ["Strategy", "TransferJob", "TransferOutcome"]
+__all__ = ["JobEngine", "Strategy", "TransferJob", "TransferOutcome"]
+
+
+class JobEngine(Protocol):
+    """What a job's strategy may ask of the engines (implemented by
+    :class:`lepton_platform.engine.jobs.Engine`)."""
+
+    def trainer(
+        self,
+        job: TransferJob,
+        *,
+        model: TransferModel | None = None,
+        config: TrainConfig | None = None,
+        param_groups: Sequence[Mapping[str, Any]] | None = None,
+        regularizer: Callable[[TransferModel], torch.Tensor] | None = None,
+        callbacks: Iterable[Callback] = (),
+        stage: str | None = None,
+        best_model: BestModel | None = None,
+    ) -> Trainer: ...
+
+    def predict(
+        self, job: TransferJob, model: torch.nn.Module, dataset: datasets.Dataset
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def score(
+        self, job: TransferJob, model: TransferModel, dataset: datasets.Dataset | None = None
+    ) -> float: ...
 
 
 @dataclass
 class TransferJob:
     """Everything a strategy may use. ``pretrained_state`` is the backbone's state before any
-    training (theta_0), or ``None`` when the backbone was randomly initialised."""
+    training (theta_0), or ``None`` when the backbone was randomly initialised. ``metrics`` are
+    the resolved metrics of the run and ``monitor`` what chooses on validation."""
 
     model: TransferModel
     task: Task
@@ -45,60 +79,61 @@ class TransferJob:
     config: TrainConfig
     output_dir: Path | None = None
     pretrained_state: Mapping[str, torch.Tensor] | None = None
-    backbone_key: str = ""
     unlabelled_target: datasets.Dataset | None = None
-    metrics: Sequence[str] | None = None
+    metrics: Sequence[Metric] | None = None
+    monitor: Monitor | None = None
     #: Continue every training stage from its newest checkpoint under ``output_dir``.
     resume: bool = False
+    #: The engines' services (set by whoever builds the job).
+    engine: JobEngine | None = field(default=None, repr=False)
+
+    def _engine(self) -> JobEngine:
+        if self.engine is None:
+            raise ConfigError(
+                "this TransferJob has no engine: build jobs with lepton_platform.api.job "
+                "(or lepton_platform.testing.tiny.tiny_job), or set job.engine = "
+                "lepton_platform.engine.jobs.Engine()"
+            )
+        return self.engine
 
     def trainer(
         self,
         *,
         model: TransferModel | None = None,
         config: TrainConfig | None = None,
-        param_groups: Sequence[dict[str, Any]] | None = None,
+        param_groups: Sequence[Mapping[str, Any]] | None = None,
         regularizer: Callable[[TransferModel], torch.Tensor] | None = None,
         callbacks: Iterable[Callback] = (),
         stage: str | None = None,
+        best_model: BestModel | None = None,
     ) -> Trainer:
-        """A fine-tune engine trainer for this job (one per training stage)."""
-        from lepton_platform.engine.finetune import Trainer
-
-        output = self.output_dir / stage if (self.output_dir and stage) else self.output_dir
-        trainer = Trainer(
-            model or self.model,
-            self.task,
-            config or self.config,
-            output_dir=output,
+        """A fine-tune engine trainer for this job (one per training stage); ``best_model``
+        replaces the default choice of the best epoch."""
+        return self._engine().trainer(
+            self,
+            model=model,
+            config=config,
             param_groups=param_groups,
             regularizer=regularizer,
-            callbacks=tuple(callbacks),
+            callbacks=callbacks,
+            stage=stage,
+            best_model=best_model,
         )
-        if self.resume and output is not None:
-            trainer.fit = functools.partial(trainer.fit, resume=True)  # type: ignore[method-assign]
-        return trainer
+
+    def predict(
+        self, model: torch.nn.Module, dataset: datasets.Dataset
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``model``'s outputs on a prepared dataset (and its labels), no optimiser built."""
+        return self._engine().predict(self, model, dataset)
+
+    def score(self, model: TransferModel, dataset: datasets.Dataset | None = None) -> float:
+        """The monitored validation value of ``model``, oriented so that higher is better
+        (a loss or a lower-is-better metric is negated)."""
+        return self._engine().score(self, model, dataset)
 
     def with_config(self, **changes: Any) -> TrainConfig:
         """A copy of the training configuration with some fields changed."""
         return dataclasses.replace(self.config, **changes)
-
-    def score(self, model: TransferModel, dataset: datasets.Dataset | None = None) -> float:
-        """The monitored validation score of ``model``, oriented so that higher is better
-        (``loss`` is negated)."""
-        from lepton_platform.engine.evaluate import compute_metrics, headline_key
-
-        data = self.validation if dataset is None else dataset
-        if data is None:
-            raise ConfigError("this strategy chooses on the validation split, and there is none")
-        logits, labels = self.trainer(model=model).predict(data, self.preprocessor)
-        if labels is None:
-            raise ConfigError("the validation split has no labels to choose on")
-        monitor = self.config.monitor
-        if monitor == "loss":
-            return -float(self.task.loss(torch.as_tensor(logits), torch.as_tensor(labels)))
-        values = compute_metrics(self.task, logits, labels, [monitor])
-        score = float(values[headline_key(monitor)])
-        return -score if self.config.mode == "min" else score
 
 
 @dataclass
@@ -192,10 +227,6 @@ def _split_decay(
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of a state dict (theta_0 for WiSE-FT and L2-SP)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def clone_model(model: TransferModel) -> TransferModel:
-    return copy.deepcopy(model)
 
 
 def check_range(strategy: str, name: str, value: float, low: float, high: float) -> float:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lepton_platform.engine.callbacks import Callback
 from lepton_platform.errors import ConfigError
 from lepton_platform.models import LayerGroup, TransferModel
 from lepton_platform.strategies.base import (
@@ -31,8 +32,6 @@ from lepton_platform.strategies.base import (
 
 if TYPE_CHECKING:
     from lepton_platform.engine.finetune import Trainer
-
-from lepton_platform.engine.finetune import Callback
 
 
 class KeepFrozenBatchNormInEval(Callback):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lepton_platform.engine.features import extract_features
 from lepton_platform.errors import ConfigError
 from lepton_platform.models import Backbone, LayerGroup, Preprocessor, TransferModel
 from lepton_platform.strategies.base import (
@@ -19,7 +20,6 @@ from lepton_platform.strategies.base import (
     check_range,
     set_requires_grad,
 )
-from lepton_platform.strategies.features import extract_features
 from lepton_platform.tasks import Task
 
 SOLVERS = ("lbfgs", "adamw", "sgd")

@@ -154,7 +154,7 @@ def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int
     unbiased running variance are then set to those population values, each example weighing
     the same whatever the batch sizes.
     """
-    from lepton_platform.strategies.features import iterate_batches
+    from lepton_platform.engine.predict import batches
 
     layers = model.backbone.batchnorm_layers()
     sums: dict[int, _Moments] = {}
@@ -174,9 +174,7 @@ def adapt_batchnorm(model: TransferModel, job: TransferJob, dataset: Any) -> int
     device = next(iter(model.parameters()), torch.empty(0)).device
     try:
         with torch.no_grad():
-            for batch in iterate_batches(
-                dataset, job.preprocessor, batch_size, False, device=device
-            ):
+            for batch in batches(dataset, job.preprocessor, batch_size, device=device):
                 model.backbone(**batch)
                 seen += next(iter(batch.values())).shape[0]
     finally:

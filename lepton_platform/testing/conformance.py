@@ -132,7 +132,9 @@ class PluginConformance:
         if host is not None:
             return host
         if cls.plugin is not None:
-            host = PluginHost(discover=False, environ={}, strict=False)
+            from lepton_platform.testing.plugin import isolated_host
+
+            host = isolated_host()
             name = getattr(cls.plugin, "__name__", None) or type(cls.plugin).__name__
             host.register(cls.plugin, name=name, distribution=cls.distribution or name)
         elif cls.distribution is not None:

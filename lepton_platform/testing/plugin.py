@@ -29,10 +29,24 @@ from lepton_platform.testing.distributions import FakeSite
 NOT_PROVIDED = object()
 
 
+def isolated_host() -> PluginHost:
+    """A host that discovers no installed plugin, with the core's built-ins registered."""
+    from lepton_platform import _builtin
+    from lepton_platform._host import CORE_DISTRIBUTION
+    from lepton_platform._version import __version__
+
+    host = PluginHost(discover=False, environ={}, strict=False)
+    host.register(
+        _builtin, CORE_DISTRIBUTION, distribution=CORE_DISTRIBUTION, version=__version__,
+        builtin=True,
+    )  # fmt: skip
+    return host
+
+
 @pytest.fixture
 def lepton_host() -> Iterator[PluginHost]:
     """A fresh isolated plugin host (built-ins only), the process-wide host for this test."""
-    host = PluginHost(discover=False, environ={}, strict=False)
+    host = isolated_host()
     old = set_host(host)
     try:
         yield host.load()

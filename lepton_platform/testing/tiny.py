@@ -79,8 +79,11 @@ def tiny_model(seed: int = 0, batchnorm: bool = True) -> tuple[TransferModel, Cl
 def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> TransferJob:
     """A :class:`TransferJob` on the tiny model and blobs (240 training, 90 validation rows,
     and 120 unlabelled rows of a shifted second domain for the adaptation strategies), with the
-    backbone's initial weights as theta_0 and a quiet training configuration."""
-    from lepton_platform.engine.finetune import TrainConfig
+    backbone's initial weights as theta_0 and a quiet training configuration, wired to the
+    engines like a job of the application layer."""
+    from lepton_platform.api.job import resolve_metrics, resolve_monitor
+    from lepton_platform.engine.jobs import Engine
+    from lepton_platform.settings import TrainConfig
     from lepton_platform.strategies.base import snapshot
 
     model, task = tiny_model(batchnorm=batchnorm)
@@ -93,13 +96,17 @@ def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> Transfer
         "monitor": "accuracy",
     }
     settings.update(config)
+    train_config = TrainConfig(**settings)
     return TransferJob(
         model=model,
         task=task,
         preprocessor=model.backbone.preprocessor(),
         train=blobs(240, seed=1),
         validation=blobs(90, seed=2),
-        config=TrainConfig(**settings),
+        config=train_config,
         pretrained_state=snapshot(model.backbone),
         unlabelled_target=blobs(120, seed=3, shift=1.0).remove_columns("label"),
+        metrics=resolve_metrics(None, task),
+        monitor=resolve_monitor(train_config),
+        engine=Engine(),
     )

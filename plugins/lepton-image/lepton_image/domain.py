@@ -67,6 +67,7 @@ class ImageDomain(Domain):
 
     name = "image"
     input_columns = ("image",)
+    reads_datasets = True
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: str = "decode") -> None:
         if not isinstance(max_pixels, int) or max_pixels <= 0:

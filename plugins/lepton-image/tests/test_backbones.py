@@ -194,7 +194,7 @@ def test_layer_groups_batchnorm_and_memory_format() -> None:
 def test_transfer_from_a_saved_lepton_model(tmp_path: Path) -> None:
     """A model Lepton trained on a source domain (saved by the artifacts module) seeds a
     backbone for another domain: here a grey-image one with its own 1-channel stem."""
-    from lepton_platform.artifacts import save_model
+    from lepton_platform.api.predictor import save_model
     from lepton_platform.models import TransferModel
     from lepton_platform.tasks import ClassificationTask
 

@@ -11,7 +11,8 @@ import torch
 from lepton_image.backbones import ResNetBackbone
 from sklearn.datasets import load_digits
 
-from lepton_platform.data import SplitConfig, load_data, prepare
+from lepton_platform import load_data
+from lepton_platform.data import SplitConfig, prepare
 from lepton_platform.engine.finetune import TrainConfig, Trainer
 from lepton_platform.models import TransferModel
 from lepton_platform.tasks import ClassificationTask

@@ -13,7 +13,7 @@ the other way round.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,21 +109,20 @@ def threshold_metrics(
     ``threshold`` / ``threshold_rule``."""
     import torch
 
-    from lepton_platform.engine.evaluate import compute_metrics
+    import lepton_platform as lp
+    from lepton_platform.engine.evaluate import Metric, compute_metrics
 
     val_logits, val_labels = (np.asarray(v) for v in validation)
     # the task's own scores, computed as the evaluate engine computes them (same rounding)
     _, class_scores = task.predict(torch.from_numpy(np.ascontiguousarray(val_logits)))
     scores = class_scores.double().cpu().numpy()
     threshold = choose_threshold(scores, val_labels, rule, pos_label=pos_label)
-    options: dict[str, Mapping[str, Any]] = {
-        name: {"threshold": threshold, "pos_label": pos_label}
+    at_threshold = {"threshold": threshold, "pos_label": pos_label}
+    resolved = [
+        Metric(lp.get_metric(name), at_threshold if name in CLINICAL_METRICS else {})
         for name in metrics
-        if name in CLINICAL_METRICS
-    }
-    out = compute_metrics(
-        task, np.asarray(test[0]), np.asarray(test[1]), list(metrics), metric_options=options
-    )
+    ]
+    out = compute_metrics(task, np.asarray(test[0]), np.asarray(test[1]), resolved)
     out["threshold"] = threshold
     out["threshold_rule"] = rule
     return out

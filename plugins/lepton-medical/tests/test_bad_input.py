@@ -9,7 +9,8 @@ import pytest
 from lepton_medical.domain import MedicalImageDomain
 from lepton_medical.testing import write_dicom, write_nifti
 
-from lepton_platform.data import BadRecords, load_data
+from lepton_platform import load_data
+from lepton_platform.data import BadRecords
 from lepton_platform.errors import DataError
 
 

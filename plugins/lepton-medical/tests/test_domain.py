@@ -15,7 +15,8 @@ from lepton_medical.privacy import hash_patient
 from lepton_medical.testing import write_dicom, write_nifti
 from PIL import Image
 
-from lepton_platform.data import BadRecords, load_data
+from lepton_platform import load_data
+from lepton_platform.data import BadRecords
 from lepton_platform.errors import ConfigError, DataError
 
 from .conftest import PATIENTS

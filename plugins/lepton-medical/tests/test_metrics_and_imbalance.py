@@ -17,7 +17,7 @@ from lepton_medical.imbalance import (
 from PIL import Image
 
 import lepton_platform as lp
-from lepton_platform.engine.evaluate import compute_metrics
+from lepton_platform.engine.evaluate import Metric, compute_metrics
 from lepton_platform.errors import ConfigError, DataError
 
 SCORES = np.array([[0.9, 0.1], [0.7, 0.3], [0.45, 0.55], [0.35, 0.65], [0.2, 0.8], [0.6, 0.4]])
@@ -73,7 +73,10 @@ def test_ece_and_reliability_diagram(tmp_path: Path) -> None:
     assert out["ece"] == pytest.approx(0.7 - 4 / 6)
     task = lp.create_task("classification", label_names=["a", "b"])
     values = compute_metrics(
-        task, np.log(SCORES), LABELS, ["ece", "sensitivity"], metric_options={"ece": {"n_bins": 2}}
+        task,
+        np.log(SCORES),
+        LABELS,
+        [Metric(lp.get_metric("ece"), {"n_bins": 2}), Metric(lp.get_metric("sensitivity"))],
     )
     assert values["ece"] == pytest.approx(out["ece"], abs=1e-6)  # the engine's scores: float32
     assert values["sensitivity"] == pytest.approx(2 / 3)

@@ -11,7 +11,8 @@ from lepton_medical.privacy import hash_patient
 from lepton_medical.testing import write_dicom
 
 import lepton_platform as lp
-from lepton_platform.data import SplitConfig, load_data
+from lepton_platform import load_data
+from lepton_platform.data import SplitConfig
 from lepton_platform.data.schema import column_values
 from lepton_platform.errors import DataError
 

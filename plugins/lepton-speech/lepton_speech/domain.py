@@ -77,6 +77,7 @@ class SpeechDomain(Domain):
 
     name = "speech"
     input_columns = ("audio",)
+    reads_datasets = True
 
     def __init__(self, *, verify: str = "decode", extensions: Sequence[str] = EXTENSIONS) -> None:
         if verify not in ("decode", "header"):

@@ -13,7 +13,7 @@ from lepton_speech.backbone import SpeechBackbone
 from lepton_speech.plugin import TINY_OPTIONS
 
 from lepton_platform import create_backbone, create_task
-from lepton_platform.artifacts import save_model
+from lepton_platform.api.predictor import save_model
 from lepton_platform.errors import ArtifactError, ConfigError
 from lepton_platform.models import TransferModel
 

@@ -146,6 +146,7 @@ class TextDomain(Domain):
 
     name = "text"
     input_columns: tuple[str, ...] = ("text",)
+    reads_datasets = True
 
     def __init__(
         self,

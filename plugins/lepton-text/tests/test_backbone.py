@@ -158,7 +158,7 @@ def test_minilm_real_weights_give_meaningful_sentence_features(minilm_folder: Pa
 
 
 def test_lepton_model_folder_transfers_backbone_weights(tmp_path: Path) -> None:
-    from lepton_platform.artifacts import save_model
+    from lepton_platform.api.predictor import save_model
 
     backbone = tiny()
     task = lp.create_task("classification", label_names=["neg", "pos"])
@@ -193,7 +193,7 @@ def test_lepton_model_folder_transfers_backbone_weights(tmp_path: Path) -> None:
 def test_shape_mismatch_is_reported_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from lepton_platform.artifacts import save_model
+    from lepton_platform.api.predictor import save_model
 
     small = tiny()
     task = lp.create_task("classification", label_names=["a", "b"])

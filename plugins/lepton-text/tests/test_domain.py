@@ -236,7 +236,7 @@ def test_multi_label_from_separator_and_lists(tmp_path: Path) -> None:
 
 
 def test_through_the_data_layer(tmp_path: Path) -> None:
-    from lepton_platform.data import load_data
+    from lepton_platform import load_data
 
     for name, offset in (("amazon", 0), ("yelp", 1)):
         rows = [f"sentence {i} from {name}\t{(i + offset) % 2}" for i in range(20)]

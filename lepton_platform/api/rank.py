@@ -2,7 +2,7 @@
 fine-tuning any of them: extract each candidate's frozen features once (cached on disk) and
 score them with LogME, H-score and, for source models with a head, LEEP.
 
-    >>> from lepton_platform.ranking import rank                              # doctest: +SKIP
+    >>> from lepton_platform import rank                              # doctest: +SKIP
     >>> ranking = rank(domain="image", data=[{"path": "target/"}],
     ...                candidates=["resnet18", "runs/source/model"])          # doctest: +SKIP
     >>> print(ranking.to_markdown())                                        # doctest: +SKIP
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lepton_platform.engine.transferability import check_labels, h_score, leep, logme
 from lepton_platform.errors import ConfigError, DataError
-from lepton_platform.ranking.scores import check_labels, h_score, leep, logme
 
 if TYPE_CHECKING:
     import datasets
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lepton_platform.data import DataBundle, SplitConfig
     from lepton_platform.domains import Domain
 
-__all__ = ["Candidate", "Ranking", "rank", "rank_backbones"]
+__all__ = ["Candidate", "Ranking", "rank"]
 
 SCORES = ("logme", "leep", "hscore")
 
@@ -127,12 +127,10 @@ def _target(
 ) -> tuple[Domain, datasets.Dataset]:
     import datasets as hf
 
+    from lepton_platform.api.job import resolve_data, resolve_domain
     from lepton_platform.data import DataBundle
-    from lepton_platform.domains import Domain
-    from lepton_platform.recipe import resolve_data
-    from lepton_platform.registry import create_domain
 
-    domain_obj = domain if isinstance(domain, Domain) else create_domain(domain)
+    domain_obj = resolve_domain(domain)
     if isinstance(data, hf.Dataset):
         return domain_obj, data
     bundle = (
@@ -168,9 +166,10 @@ def rank(
     import numpy as np
     import torch
 
+    from lepton_platform.api.job import build_backbone
     from lepton_platform.data import prepare
+    from lepton_platform.engine.features import extract_features
     from lepton_platform.registry import get_backbone
-    from lepton_platform.strategies.features import extract_features
 
     say = progress or (lambda message: None)
     if by not in SCORES:
@@ -197,7 +196,7 @@ def rank(
         say(f"scoring {c.label}")
         head = None
         if c.model is not None:
-            from lepton_platform.artifacts import load
+            from lepton_platform.api.predictor import load
 
             predictor = load(c.model)
             source_domain = predictor.manifest["domain"]["name"]
@@ -210,8 +209,6 @@ def rank(
             head = predictor.model.head
             kind = "model"
         else:
-            from lepton_platform.recipe import build_backbone
-
             assert c.name is not None
             torch.manual_seed(0)
             backbone, _ = build_backbone(c.name, c.pretrained, c.options)
@@ -238,6 +235,3 @@ def rank(
         rows.append(row)
     rows.sort(key=lambda r: (r[by] is None, -(r[by] or 0.0)))
     return Ranking(rows=rows, by=by, examples=len(labels), classes=classes)
-
-
-rank_backbones = rank

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lepton_platform.config import config_differences
+from lepton_platform.api.config import config_differences
+from lepton_platform.api.runs import RESUME_IGNORED
 from lepton_platform.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,16 +30,9 @@ __all__ = ["FINGERPRINT_IGNORED", "config_fingerprint", "default_storage", "open
 #: Config keys that do not change what a trial measures (a study may be continued with them
 #: changed): where things are written, progress output, the trial budget.
 FINGERPRINT_IGNORED = (
-    "output",
-    "compare",
+    *(key for key in RESUME_IGNORED if key != "search"),
     "search.trials",
     "search.final",
-    "train.progress",
-    "train.log_every_steps",
-    "train.num_workers",
-    "train.keep_checkpoints",
-    "train.checkpoint_every_steps",
-    "train.trackers",
 )
 
 HEARTBEAT_S = 10

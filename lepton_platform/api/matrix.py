@@ -14,8 +14,7 @@ reports package's heat map (rows: trained on, columns: tested on).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +24,8 @@ from lepton_platform.errors import ConfigError
 if TYPE_CHECKING:
     from lepton_platform.data import DataBundle
     from lepton_platform.domains import Domain
-    from lepton_platform.engine.finetune import TrainConfig
     from lepton_platform.models import Backbone
+    from lepton_platform.settings import TrainConfig
     from lepton_platform.strategies import Strategy
 
 __all__ = ["CrossDomainMatrix", "cross_domain_matrix"]
@@ -56,15 +55,16 @@ class CrossDomainMatrix:
 
     def save(self, folder: str | Path) -> dict[str, str]:
         """Write ``matrix.json`` and ``matrix.png`` (the heat map) into ``folder``."""
+        from lepton_platform._io import atomic_write_bytes, atomic_write_json
         from lepton_platform.reports.figures import heat_map
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "matrix.json").write_text(json.dumps(self.to_json(), indent=2, default=str))
+        atomic_write_json(out / "matrix.json", self.to_json())
         png = heat_map(self.values, self.rows, self.columns, self.metric)
         files = {"json": str(out / "matrix.json")}
         if png is not None:
-            (out / "matrix.png").write_bytes(png)
+            atomic_write_bytes(out / "matrix.png", png)
             files["png"] = str(out / "matrix.png")
         self.files = files
         return files
@@ -76,8 +76,8 @@ def _resolve_bundles(
     split: Any,
     on_bad_record: str,
 ) -> dict[str, DataBundle]:
+    from lepton_platform.api.job import resolve_data, resolve_domain
     from lepton_platform.data import DataBundle
-    from lepton_platform.recipe import resolve_data
 
     bundles: dict[str, DataBundle] = {}
     for name, sources in sources_by_domain.items():
@@ -89,15 +89,11 @@ def _resolve_bundles(
                 f"cross_domain_matrix: domain {name!r} is given as sources, so `domain` (the "
                 "registered modality, e.g. 'image') is needed to load them"
             )
-        from lepton_platform.domains import Domain
-        from lepton_platform.registry import create_domain
-
-        dom = domain if isinstance(domain, Domain) else create_domain(domain)
-        bundles[name] = resolve_data(dom, sources, split, on_bad_record)
+        bundles[name] = resolve_data(resolve_domain(domain), sources, split, on_bad_record)
     return bundles
 
 
-def _pool(bundles: Sequence[DataBundle], name: str) -> DataBundle:
+def _pool(bundles: list[DataBundle], name: str) -> DataBundle:
     import datasets
 
     from lepton_platform.data import DataBundle
@@ -114,7 +110,7 @@ def _pool(bundles: Sequence[DataBundle], name: str) -> DataBundle:
         test=cat("test"),
         label_names=list(first.label_names),
         input_columns=first.input_columns,
-        domain=name,
+        domain=first.domain,
     )
 
 
@@ -138,18 +134,15 @@ def cross_domain_matrix(
     and test it on every domain's test split.
 
     ``sources_by_domain`` maps a domain name to a :class:`DataBundle` or to data sources that
-    :func:`lepton_platform.data.load_data` reads for ``domain``. Every domain must have the same
-    label names (the same task). ``backbone`` is a registered name (built with ``pretrained``
-    and ``backbone_options``) or a callable returning a fresh :class:`Backbone`. ``strategy``
-    is a registered name or a callable returning a fresh strategy. With ``output_dir`` the
+    the data layer reads for ``domain``. Every domain must have the same label names (the same
+    task). ``backbone`` is a registered name (built with ``pretrained`` and
+    ``backbone_options``) or a callable returning a fresh :class:`Backbone`. ``strategy`` is a
+    registered name or a callable returning a fresh strategy. Each row is a job of the one
+    composition root (:func:`lepton_platform.api.job.build_job`). With ``output_dir`` the
     matrix is saved as JSON and PNG there."""
+    from lepton_platform.api.job import build_job, resolve_metrics
     from lepton_platform.data import prepare
-    from lepton_platform.engine.evaluate import compute_metrics, headline_key
-    from lepton_platform.models import TransferModel
-    from lepton_platform.recipe import resolve_train_config
-    from lepton_platform.registry import create_backbone, create_strategy, create_task
-    from lepton_platform.strategies import TransferJob
-    from lepton_platform.strategies.base import snapshot
+    from lepton_platform.engine.evaluate import compute_metrics
 
     if len(sources_by_domain) < 2:
         raise ConfigError(
@@ -163,60 +156,41 @@ def cross_domain_matrix(
             f"cross_domain_matrix: the domains' label names differ ({spaces}); testing a model "
             "on another domain needs one label space (relabel, or use train_multidomain)"
         )
-    config = resolve_train_config(train)
-
-    def fresh_backbone() -> Backbone:
-        if isinstance(backbone, str):
-            return create_backbone(backbone, pretrained=pretrained, **dict(backbone_options or {}))
-        return backbone()
-
-    def fresh_strategy() -> Strategy:
-        if isinstance(strategy, str):
-            made: Strategy = create_strategy(strategy, **dict(strategy_params or {}))
-            return made
-        return strategy()
 
     rows: list[tuple[str, DataBundle]] = [(n, bundles[n]) for n in names]
-    if leave_one_out and len(names) > 2:
+    if leave_one_out and len(names) > 2:  # with two domains "all but A" is B: nothing new
         rows += [
             (f"all but {n}", _pool([bundles[m] for m in names if m != n], f"all but {n}"))
             for n in names
         ]
-    elif leave_one_out:
-        # with two domains "all but A" is B: nothing new to train
-        pass
     values: list[list[float]] = []
     details: dict[str, Any] = {}
-    key = headline_key(metric)
+    key = ""
     for row_name, bundle in rows:
-        import torch
-
-        torch.manual_seed(config.seed)
-        bb = fresh_backbone()
-        task = create_task("classification", label_names=bundle.label_names)
-        model = TransferModel(bb, task.build_head(bb.feature_dim))
-        strat = fresh_strategy()
-        strat.check(model, pretrained=pretrained is not None)
-        pre = bb.preprocessor()
-        job = TransferJob(
-            model=model,
-            task=task,
-            preprocessor=pre,
-            train=prepare(bundle.train, pre, desc=f"preprocess ({row_name}, train)"),
-            validation=prepare(bundle.validation, pre, desc=f"preprocess ({row_name}, val)"),
-            config=config,
-            pretrained_state=snapshot(bb) if pretrained is not None else None,
+        job = build_job(
+            domain=domain,
+            data=bundle,
+            backbone=backbone if isinstance(backbone, str) else backbone(),
+            pretrained=pretrained,
+            backbone_options=backbone_options if isinstance(backbone, str) else None,
+            strategy=strategy if isinstance(strategy, str) else strategy(),
+            strategy_params=strategy_params if isinstance(strategy, str) else None,
+            train=train,
+            metrics=[metric],
+            splits=("train", "validation"),
             output_dir=(
                 Path(output_dir) / "rows" / row_name.replace(" ", "-") if output_dir else None
             ),
         )
-        outcome = strat.run(job)
+        outcome = job.strategy.run(job.transfer)
+        (head,) = resolve_metrics([metric], job.task)
+        key = head.key
         line: list[float] = []
         for column in names:
-            test = prepare(bundles[column].test, pre, desc=f"preprocess ({column}, test)")
-            logits, labels = job.trainer(model=outcome.model).predict(test, pre)
+            test = prepare(bundles[column].test, job.preprocessor, desc=f"preprocess ({column})")
+            logits, labels = job.transfer.predict(outcome.model, test)
             assert labels is not None
-            line.append(float(compute_metrics(task, logits, labels, [metric])[key]))
+            line.append(float(compute_metrics(job.task, logits, labels, [head])[key]))
         values.append(line)
         details[row_name] = {
             "train_rows": len(bundle.train),
@@ -224,8 +198,9 @@ def cross_domain_matrix(
             "history": outcome.history,
         }
     matrix = CrossDomainMatrix(
-        rows=[r for r, _ in rows], columns=names, values=values, metric=metric, details=details
-    )
+        rows=[r for r, _ in rows], columns=names, values=values, metric=key or metric,
+        details=details,
+    )  # fmt: skip
     if output_dir is not None:
         matrix.save(output_dir)
     return matrix

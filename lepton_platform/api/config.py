@@ -1,14 +1,14 @@
-"""The run configuration: one YAML file that says everything
-:func:`lepton_platform.recipe.transfer` (and :func:`lepton_platform.comparison.compare`) can be
-told, validated before anything heavy happens.
+"""The run configuration: one YAML file that says everything :func:`lepton_platform.transfer`
+(and :func:`lepton_platform.compare`) can be told, validated before anything heavy happens.
 
-    >>> from lepton_platform.config import load_config                  # doctest: +SKIP
+    >>> from lepton_platform.api.config import load_config                # doctest: +SKIP
     >>> config = load_config("digits.yaml", overrides=["train.lr=0.01"])  # doctest: +SKIP
-    >>> result = lepton_platform.recipe.transfer(**config.to_transfer_kwargs())  # doctest: +SKIP
+    >>> result = lepton_platform.transfer(**config.to_transfer_kwargs())  # doctest: +SKIP
 
-Parsing a config imports no torch: the ``train`` section is derived from the fields of the
-fine-tune engine's ``TrainConfig`` (and ``data.split`` from the data layer's ``SplitConfig``)
-by reading their source, and the registered names (domain, backbone, task, strategy, metrics)
+Parsing a config imports no torch: the ``train`` and ``data.split`` sections are the schemas of
+:class:`~lepton_platform.settings.TrainConfig` and :class:`~lepton_platform.settings.SplitConfig`
+themselves (every range and type check runs when the config is read, exactly as when the
+Python API builds them), and the registered names (domain, backbone, task, strategy, metrics)
 are checked against the plugin registry, which holds metadata only. Every error names the key,
 the value and what is allowed.
 
@@ -18,12 +18,11 @@ Relative data paths are read from the folder of the config file; the run folder
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -32,14 +31,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_validator,
     model_validator,
 )
 
 from lepton_platform.errors import ConfigError, LeptonError, closest, did_you_mean
+from lepton_platform.settings import SplitConfig, TrainConfig
 
 __all__ = [
     "BackboneSection",
@@ -56,90 +56,11 @@ __all__ = [
     "TaskSection",
     "apply_overrides",
     "config_differences",
-    "dataclass_fields",
     "load_config",
     "parse_config",
 ]
 
 _UNSET: Any = object()
-
-
-# ----------------------------------------------------------------------------- derived fields
-
-
-@dataclass(frozen=True)
-class SourceField:
-    """One field of a dataclass as its source declares it (read without importing it)."""
-
-    name: str
-    annotation: str
-    default: Any  # ``_UNSET`` when there is none or it is not a literal
-    doc: str = ""  # the class docstring's sentence that mentions ``name``
-
-
-def dataclass_fields(module: str, class_name: str) -> list[SourceField]:
-    """The annotated fields of ``class_name`` in ``module``, read from its source with ``ast``
-    so that modules importing torch are not imported. Raises :class:`ConfigError` when the
-    module or class cannot be found."""
-    top, *rest = module.split(".")
-    spec = importlib.util.find_spec(top)  # the parent packages are not imported either
-    roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    candidates = [Path(root, *rest).with_suffix(".py") for root in roots]
-    source = next((c for c in candidates if c.is_file()), None)
-    if source is None:
-        raise ConfigError(f"cannot find the source of {module} to read {class_name} from")
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            sentences = _sentences(ast.get_docstring(node) or "")
-            out: list[SourceField] = []
-            for item in node.body:
-                if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
-                    continue
-                annotation = ast.unparse(item.annotation)
-                if annotation.startswith(("ClassVar", "typing.ClassVar")):
-                    continue
-                default = _UNSET
-                if item.value is not None:
-                    try:
-                        default = ast.literal_eval(item.value)
-                    except (ValueError, SyntaxError, TypeError):
-                        default = _UNSET
-                name = item.target.id
-                doc = next((t for t in sentences if f"``{name}``" in t), "")
-                out.append(SourceField(name, annotation, default, doc))
-            return out
-    raise ConfigError(f"{module} has no class {class_name}")
-
-
-def _sentences(text: str) -> list[str]:
-    flat = " ".join(text.split()).replace("``", "`` ").replace("`` ", "``")
-    return [t.strip() for t in re.split(r"(?<=[.;])\s+", flat) if t.strip()]
-
-
-_TYPE_NAMES: dict[str, Any] = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": bool,
-    "None": None,
-    "Any": Any,
-    "Literal": Literal,
-    "tuple": tuple,
-    "list": list,
-    "dict": dict,
-    "Sequence": Sequence,
-    "Mapping": Mapping,
-    "Path": Path,
-}
-
-
-def _annotation_type(annotation: str) -> Any:
-    try:
-        return eval(annotation, {"__builtins__": {}}, dict(_TYPE_NAMES))
-    except Exception:  # an annotation naming a type the schema does not know
-        return Any
-
 
 # ----------------------------------------------------------------------------- base model
 
@@ -227,40 +148,12 @@ class DataSource(BaseModel):
         return str(resolved)
 
 
-def _split_model() -> type[Section]:
-    """``data.split``: the fields of the data layer's ``SplitConfig``."""
-    return _section_from_dataclass(
-        "SplitSection",
-        "lepton_platform.data.splits",
-        "SplitConfig",
-        "how data without splits is split",
-    )
-
-
-def _section_from_dataclass(
-    model_name: str, module: str, class_name: str, doc: str
-) -> type[Section]:
-    fields: dict[str, Any] = {}
-    for f in dataclass_fields(module, class_name):
-        kind = _annotation_type(f.annotation)
-        default = None if f.default is _UNSET else f.default
-        meaning = f.doc.replace("``", "`").replace(":func:", "") if f.doc else ""
-        fields[f.name] = (kind, Field(default=default, description=meaning))
-    model = create_model(model_name, __base__=Section, __doc__=doc, **fields)
-    return model
-
-
-if TYPE_CHECKING:  # built at import time from the dataclasses' source
+if TYPE_CHECKING:  # built from the settings' own fields
     SplitSection = Section
     TrainSection = Section
 else:
-    SplitSection = _split_model()
-    TrainSection = _section_from_dataclass(
-        "TrainSection",
-        "lepton_platform.engine.finetune",
-        "TrainConfig",
-        "The fine-tune engine's `TrainConfig`, field for field (read from its source).",
-    )
+    SplitSection = SplitConfig.schema_model(Section)
+    TrainSection = TrainConfig.schema_model(Section)
 
 
 class DataSection(Section):
@@ -276,6 +169,16 @@ class DataSection(Section):
     on_bad_record: Literal["error", "skip"] = Field(
         default="error", description="stop on a bad record, or skip it and list it in the report"
     )
+    unlabelled_target: list[DataSource] = Field(
+        default_factory=list,
+        description="unlabelled target-domain sources for adaptation strategies (written like "
+        "`sources`; labels in them are never read)",
+    )
+
+    @field_validator("unlabelled_target", mode="before")
+    @classmethod
+    def _target_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Mapping) else value
 
     @classmethod
     def _coerce(cls, data: Any) -> Any:
@@ -317,6 +220,10 @@ class StrategySection(NamedSection):
 
     name: str = Field(default="finetune", description="registered transfer strategy")
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters")
+    label: str | None = Field(
+        default=None,
+        description="the row's name in `lepton compare` (default: the name with its params)",
+    )
 
 
 class EvaluationSection(Section):
@@ -331,12 +238,19 @@ class EvaluationSection(Section):
 
 
 class OutputSection(Section):
-    """Where the run folder goes: ``<root>/<name>``."""
+    """Where the run folder goes: ``<root>/<name>`` (``lepton compare``: ``<root>/<name>``
+    when the name is given, else ``<root>/<config file name>-compare``)."""
 
     root: str = Field(default="runs", description="folder of run folders (relative to the cwd)")
     name: str | None = Field(
         default=None, description="run folder name (default: the config file's name)"
     )
+    _named_after_file: bool = PrivateAttr(default=False)
+
+    @property
+    def named_after_file(self) -> bool:
+        """Whether ``name`` is the config file's name (not one the config gave)."""
+        return self._named_after_file
 
     @field_validator("name")
     @classmethod
@@ -355,11 +269,17 @@ class CompareSection(Section):
         default_factory=list, description="strategies to compare (names or name + params)"
     )
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1, description="seeds of every row")
-    baselines: bool = Field(default=True, description="add the from-scratch baseline")
+    baselines: bool | list[Literal["scratch", "source-only"]] = Field(
+        default=True,
+        description="true: scratch (and source-only with a source_model); false: none; or a "
+        "list of scratch / source-only",
+    )
     source_model: str | None = Field(
         default=None, description="a saved source model: adds the source-only baseline"
     )
-    metric: str | None = Field(default=None, description="the table's metric (default: headline)")
+    metric: str | None = Field(
+        default=None, description="the table's registered metric (default: the headline)"
+    )
 
 
 class SearchParam(Section):
@@ -484,15 +404,11 @@ class RunConfig(Section):
     # -- the Python API, both ways ---------------------------------------------------------
 
     def to_transfer_kwargs(self, output_dir: str | Path | None = None) -> dict[str, Any]:
-        """The keyword arguments of :func:`lepton_platform.recipe.transfer` that this config
-        says (``output_dir`` only when given)."""
-        domain: Any = self.domain.name
-        if self.domain.options:
-            from lepton_platform.registry import create_domain
-
-            domain = create_domain(self.domain.name, **self.domain.options)
+        """The keyword arguments of :func:`lepton_platform.transfer` that this config says
+        (``output_dir`` only when given)."""
         kwargs: dict[str, Any] = {
-            "domain": domain,
+            "domain": self.domain.name,
+            "domain_options": dict(self.domain.options),
             "data": [s.model_dump(exclude_none=True) for s in self.data.sources],
             "split": self.data.split.model_dump(exclude_unset=True),
             "on_bad_record": self.data.on_bad_record,
@@ -507,6 +423,10 @@ class RunConfig(Section):
             "metrics": None if self.evaluation.metrics is None else list(self.evaluation.metrics),
             "bootstrap": self.evaluation.bootstrap,
         }
+        if self.data.unlabelled_target:
+            kwargs["unlabelled_target"] = [
+                s.model_dump(exclude_none=True) for s in self.data.unlabelled_target
+            ]
         if output_dir is not None:
             kwargs["output_dir"] = Path(output_dir)
         return kwargs
@@ -517,8 +437,8 @@ class RunConfig(Section):
         seeds: Sequence[int] | None = None,
         output_dir: str | Path | None = None,
     ) -> dict[str, Any]:
-        """The keyword arguments of :func:`lepton_platform.comparison.compare`; ``strategies`` and
-        ``seeds`` (the CLI's flags) win over the ``compare`` section."""
+        """The keyword arguments of :func:`lepton_platform.compare`; ``strategies`` and ``seeds``
+        (the CLI's flags) win over the ``compare`` section."""
         kwargs = self.to_transfer_kwargs()
         kwargs.pop("strategy")
         kwargs.pop("strategy_params")
@@ -526,9 +446,9 @@ class RunConfig(Section):
             check_names("compare.strategies", "strategy", strategies)
             chosen: list[Any] = list(strategies)
         elif self.compare.strategies:
-            chosen = [(s.name, dict(s.params)) for s in self.compare.strategies]
+            chosen = [_row(s) for s in self.compare.strategies]
         else:
-            chosen = [(self.strategy.name, dict(self.strategy.params))]
+            chosen = [_row(self.strategy)]
         kwargs["strategies"] = chosen
         kwargs["seeds"] = list(seeds) if seeds else list(self.compare.seeds)
         kwargs["baselines"] = self.compare.baselines
@@ -546,19 +466,16 @@ class RunConfig(Section):
         output: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> RunConfig:
-        """The config that says what these :func:`~lepton_platform.recipe.transfer` arguments
-        say. Objects (a ``Backbone``, a ``DataBundle``) have no YAML form: use registered names
-        and source mappings."""
-        if kwargs.pop("unlabelled_target", None) is not None:
-            raise ConfigError(
-                "unlabelled_target: a dataset object has no config form yet; pass it to "
-                "transfer() directly"
-            )
+        """The config that says what these :func:`~lepton_platform.transfer` arguments say.
+        Objects (a ``Backbone``, a ``DataBundle``, a dataset) have no YAML form: use registered
+        names and source mappings."""
+        target = kwargs.pop("unlabelled_target", None)
         output_dir = kwargs.pop("output_dir", None)
         kwargs.pop("save", None)
         kwargs.pop("resume", None)
         allowed = {
             "domain",
+            "domain_options",
             "data",
             "split",
             "on_bad_record",
@@ -583,33 +500,25 @@ class RunConfig(Section):
                     f"{key}: a {type(value).__name__} object has no config form; "
                     "use a registered name"
                 )
-        data = kwargs.get("data")
-        if isinstance(data, Mapping | str):
-            data = [data]
-        if not isinstance(data, list | tuple):
-            raise ConfigError(
-                f"data: a {type(data).__name__} has no config form; use source mappings"
-            )
+        data = _config_sources("data", kwargs.get("data"))
+        targets = None if target is None else _config_sources("unlabelled_target", target)
         train = kwargs.get("train") or {}
-        if not isinstance(train, Mapping):
-            import dataclasses
-
-            train = {
-                f.name: getattr(train, f.name)
-                for f in dataclasses.fields(train)
-                if getattr(train, f.name) != f.default
-            }
+        if isinstance(train, TrainConfig):
+            defaults = TrainConfig().to_json()
+            train = {k: v for k, v in train.to_json().items() if v != defaults[k]}
         split = kwargs.get("split") or {}
-        if not isinstance(split, Mapping):
-            import dataclasses
-
-            split = dataclasses.asdict(split)
+        if isinstance(split, SplitConfig):
+            split = split.to_json()
         raw: dict[str, Any] = {
-            "domain": kwargs["domain"],
+            "domain": {
+                "name": kwargs["domain"],
+                "options": dict(kwargs.get("domain_options") or {}),
+            },
             "data": {
-                "sources": [dict(s) if isinstance(s, Mapping) else s for s in data],
+                "sources": data,
                 "split": dict(split),
                 "on_bad_record": kwargs.get("on_bad_record", "error"),
+                **({"unlabelled_target": targets} if targets else {}),
             },
             "backbone": {
                 "name": kwargs["backbone"],
@@ -640,6 +549,34 @@ class RunConfig(Section):
     def snapshot(self) -> dict[str, Any]:
         """The whole config, defaults filled in, as the run folder's ``config.yaml`` holds it."""
         return self.model_dump(mode="json")
+
+
+def _row(section: StrategySection) -> dict[str, Any]:
+    """A ``compare`` row from a strategy section."""
+    row: dict[str, Any] = {"name": section.name, "params": dict(section.params)}
+    if section.label:
+        row["label"] = section.label
+    return row
+
+
+def _config_sources(key: str, value: Any) -> list[Any]:
+    """Sources with a config form: paths and source mappings (a dataset object has none)."""
+    items = [value] if isinstance(value, Mapping | str | os.PathLike) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(
+            f"{key}: a {type(value).__name__} has no config form; use paths or source mappings"
+        )
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, os.PathLike):
+            item = os.fspath(item)
+        if not isinstance(item, str | Mapping) or (isinstance(item, Mapping) and "dataset" in item):
+            raise ConfigError(
+                f"{key}: a {type(item).__name__} has no config form; use paths or source "
+                "mappings (pass dataset objects to the Python API directly)"
+            )
+        out.append(dict(item) if isinstance(item, Mapping) else item)
+    return out
 
 
 # ----------------------------------------------------------------------------- registry checks
@@ -702,6 +639,11 @@ def _registered_problems(config: RunConfig) -> list[str]:
                     )
     for i, metric in enumerate(config.evaluation.metrics or []):
         check(f"evaluation.metrics[{i}]", "metric", metric)
+    monitor = getattr(config.train, "monitor", "loss")
+    if monitor != "loss":
+        check("train.monitor", "metric", monitor)
+    if config.compare.metric is not None:
+        check("compare.metric", "metric", config.compare.metric)
     return problems
 
 
@@ -767,10 +709,18 @@ def _format(exc: ValidationError) -> list[str]:
         else:
             value = err.get("input")
             shown = repr(value) if not isinstance(value, Mapping) else "a mapping"
-            line = f"{loc}: {err['msg']}, got {shown}"
-        if line not in lines:
+            line = f"{loc}: {_settings_message(loc) or err['msg']}, got {shown}"
+        if line not in lines and not any(old.startswith(f"{loc}: ") for old in lines):
             lines.append(line)
     return lines
+
+
+def _settings_message(loc: str) -> str | None:
+    """A settings field's own message for a value out of its range (``data.split.test``)."""
+    for prefix, settings in (("train.", TrainConfig), ("data.split.", SplitConfig)):
+        if loc.startswith(prefix):
+            return settings.field_messages().get(loc[len(prefix) :].split(".")[0])
+    return None
 
 
 def parse_config(
@@ -792,10 +742,12 @@ def parse_config(
         raise ConfigError(head + "\n  ".join(lines)) from None
     if config.output.name is None and name:
         config.output.name = re.sub(r"[^A-Za-z0-9._-]+", "-", name) or "run"
+        config.output._named_after_file = True
     return config
 
 
-def _scalar(text: str) -> Any:
+def yaml_value(text: str) -> Any:
+    """A command-line value read as YAML (``null``, ``true``, ``0.1``, ``[1, 2]``)."""
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
@@ -804,7 +756,9 @@ def _scalar(text: str) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides (``train.lr=0.01``, ``data.sources.0.path=x.csv``) to parsed
-    YAML; values are read as YAML scalars (``null``, ``true``, ``[1, 2]``)."""
+    YAML; values are read as YAML scalars (``null``, ``true``, ``[1, 2]``). A section written
+    in short form (``data: train.csv``, ``strategy: lp-ft``) is expanded first, so that
+    ``--set data.split.test=0.2`` and ``--set strategy.params.alpha=0.1`` work on it."""
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -814,14 +768,48 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if any(not p for p in parts):
             raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key such as train.lr")
         node: Any = data
+        schema: Any = RunConfig
         for depth, part in enumerate(parts[:-1]):
             child = _child(node, part, ".".join(parts[: depth + 1]), item)
-            if child is None or isinstance(child, str):
-                child = {} if child is None else {"name": child}
+            schema = _child_schema(schema, part)
+            expanded = _expand(schema, child)
+            if expanded is not child:
+                child = expanded
                 _put(node, part, child, item)
             node = child
-        _put(node, parts[-1], _scalar(text), item)
+        _put(node, parts[-1], yaml_value(text), item)
     return data
+
+
+def _child_schema(schema: Any, part: str) -> Any:
+    """The schema (a section class, or ``list[section]``) of ``part`` inside ``schema``."""
+    if schema is None:
+        return None
+    if typing.get_origin(schema) is list:
+        return next(iter(typing.get_args(schema)), None)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        field = schema.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if typing.get_origin(annotation) is list:
+            return annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+    return None
+
+
+def _expand(schema: Any, value: Any) -> Any:
+    """A short-form section value as its mapping (``None`` as an empty one)."""
+    if value is None:
+        return {}
+    if isinstance(value, str | list) and isinstance(schema, type) and issubclass(schema, Section):
+        coerced = schema._coerce(value)
+        if isinstance(coerced, dict):
+            return coerced
+    if isinstance(value, str) and isinstance(schema, type) and issubclass(schema, DataSource):
+        return {"path": value}
+    return value
 
 
 def _child(node: Any, part: str, key: str, item: str) -> Any:
@@ -912,10 +900,45 @@ def config_differences(
 # ----------------------------------------------------------------------------- reference
 
 
-def _type_text(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation).replace("typing.", "")
-    return re.sub(r"lepton_platform\.config\.(\w+)", r"\1", text)
+_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "length >="))
+
+
+def _bounds(items: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        for attr, sign in _BOUNDS:
+            value = getattr(item, attr, None)
+            if value is not None and not callable(value):
+                out.append(f"{sign} {value}")
+        out.extend(_bounds(getattr(item, "metadata", None) or []))
+    return out
+
+
+def _type_text(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    """A readable type for the reference: ``int (>= 1) | null``, ``one of 'a', 'b'``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_text(args[0], [*args[1:], *metadata])
+    bounds = _bounds(metadata)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_text(a, metadata) for a in args]
+        return " | ".join(parts)
+    if origin is Literal:
+        text = "one of " + ", ".join(repr(a) for a in args)
+    elif origin in (list, tuple, Sequence):
+        inner = [a for a in args if a is not Ellipsis]
+        text = "list" + (f" of {_type_text(inner[0])}" if inner else "")
+    elif origin in (dict, Mapping):
+        text = "mapping"
+    elif annotation is type(None):
+        return "null"
+    elif isinstance(annotation, type):
+        text = annotation.__name__
+    else:
+        text = str(annotation).replace("typing.", "")
+    text = re.sub(r"lepton_platform\.api\.config\.(\w+)", r"\1", text)
+    return f"{text} ({', '.join(bounds)})" if bounds else text
 
 
 def _default_text(field: Any) -> str:
@@ -934,11 +957,11 @@ def config_reference() -> str:
     lines = [
         "# Config reference",
         "",
-        "<!-- generated by scripts/gen_config_docs.py from lepton_platform/config.py: "
-        "do not edit by hand -->",
+        "<!-- generated by scripts/gen_config_docs.py from lepton_platform/api/config.py and "
+        "lepton_platform/settings.py: do not edit by hand -->",
         "",
         "A run config is one YAML file; `lepton run CONFIG` runs it and "
-        "`lepton_platform.config.load_config(path)` reads it. Unknown keys are refused (the "
+        "`lepton_platform.api.config.load_config(path)` reads it. Unknown keys are refused (the "
         "closest key is suggested), values are type-checked, registered names (domain, "
         "backbone, task, strategy, metrics) are checked against the installed plugins, and "
         "data paths must exist. Relative data paths start at the config file's folder; "
@@ -948,11 +971,11 @@ def config_reference() -> str:
         "(`strategy: lp-ft`); `data` may be a path or a list of sources. Any key can be "
         "overridden on the command line: `--set train.lr=0.01` (values are read as YAML).",
         "",
-        "The `train` section holds the fields of the fine-tune engine's `TrainConfig` "
-        "(`lepton_platform.engine.finetune`), read from its source, so it always matches the "
-        "engine. `RunConfig.to_transfer_kwargs()` turns a config into the arguments of "
-        "`lepton_platform.recipe.transfer`, and `RunConfig.from_transfer_kwargs(...)` goes "
-        "back.",
+        "The `train` and `data.split` sections are the schemas of "
+        "`lepton_platform.settings.TrainConfig` and `SplitConfig` themselves: the same "
+        "checks run when a config is read and when the Python API builds them. "
+        "`RunConfig.to_transfer_kwargs()` turns a config into the arguments of "
+        "`lepton_platform.transfer`, and `RunConfig.from_transfer_kwargs(...)` goes back.",
         "",
     ]
 
@@ -965,7 +988,7 @@ def config_reference() -> str:
         for name, field in model.model_fields.items():
             annotation = field.annotation
             description = (field.description or "").replace("|", "\\|")
-            kind = _type_text(annotation).replace("|", "\\|")
+            kind = _type_text(annotation, field.metadata).replace("|", "\\|")
             lines.append(f"| `{name}` | {kind} | {_default_text(field)} | {description} |")
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 nested.append((f"{title}.{name}", annotation))
@@ -990,7 +1013,7 @@ def config_reference() -> str:
             "| key | type | default | meaning |",
             "| --- | --- | --- | --- |",
             *(
-                f"| `{n}` | {_type_text(f.annotation).replace('|', chr(92) + '|')} | "
+                f"| `{n}` | {_type_text(f.annotation, f.metadata).replace('|', chr(92) + '|')} | "
                 f"{_default_text(f)} | {f.description or ''} |"
                 for n, f in SearchParam.model_fields.items()
             ),

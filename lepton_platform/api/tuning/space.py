@@ -1,6 +1,6 @@
 """The search space: which config keys a trial changes, and how each is sampled.
 
-A space maps dotted config keys to :class:`~lepton_platform.config.SearchParam` ranges::
+A space maps dotted config keys to :class:`~lepton_platform.api.config.SearchParam` ranges::
 
     space = SearchSpace.parse({
         "train.lr": {"low": 1e-4, "high": 1e-1, "log": True},
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from lepton_platform.config import RunConfig, SearchParam, SearchSection, _format
+from lepton_platform.api.config import RunConfig, SearchParam, SearchSection, _format
 from lepton_platform.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def _holds(when: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
 
 
 def _check_key(key: str) -> None:
-    from lepton_platform.config import TrainSection
+    from lepton_platform.api.config import TrainSection
 
     section, _, rest = key.partition(".")
     if section not in RunConfig.SECTIONS:

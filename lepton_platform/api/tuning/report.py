@@ -87,7 +87,7 @@ def _cell(value: Any) -> str:
 def write_tune_report(folder: str | Path, summary: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` (figures under ``figures/``) and ``report.html`` from the JSON of
     ``tune.json``; return the two paths."""
-    from lepton_platform.runs import atomic_write_text
+    from lepton_platform.reports.document import save_report
 
     out = Path(folder)
     metric = str(summary["metric"])
@@ -161,13 +161,4 @@ def write_tune_report(folder: str | Path, summary: Mapping[str, Any]) -> tuple[P
             ],
         )
     )
-    for fig in report.figures:
-        target = out / "figures" / fig.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{fig.name}.tmp")
-        tmp.write_bytes(fig.png)
-        tmp.replace(target)
-    return (
-        atomic_write_text(out / "report.md", report.to_markdown()),
-        atomic_write_text(out / "report.html", report.to_html()),
-    )
+    return save_report(out, report)

@@ -13,7 +13,6 @@ after training on B: what was forgotten.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     import datasets
 
     from lepton_platform.data import DataBundle
-    from lepton_platform.engine.finetune import TrainConfig
+    from lepton_platform.settings import TrainConfig
     from lepton_platform.tasks import Task
 
 __all__ = [
@@ -195,13 +194,13 @@ def train_multidomain(
     """
     import datasets as hf
 
+    from lepton_platform.api.job import resolve_monitor, resolve_train
     from lepton_platform.data import prepare
     from lepton_platform.engine.finetune import Trainer
-    from lepton_platform.recipe import resolve_train_config
     from lepton_platform.tasks import ClassificationTask
 
     bundles = _bundles(domains)
-    config = resolve_train_config(train)
+    config = resolve_train(train)
     names = list(bundles)
     spaces = {n: list(b.label_names) for n, b in bundles.items()}
     same = all(spaces[n] == spaces[names[0]] for n in names)
@@ -247,7 +246,7 @@ def train_multidomain(
     train_set = hf.concatenate_datasets(train_parts)
     validation_parts = [tagged[n]["validation"] for n in names if "validation" in tagged[n]]
     validation = hf.concatenate_datasets(validation_parts) if validation_parts else None
-    trainer = Trainer(model, task, config, output_dir=output_dir)
+    trainer = Trainer(model, task, config, output_dir=output_dir, monitor=resolve_monitor(config))
     fit = trainer.fit(train_set, validation, preprocessor)
     results: dict[str, dict[str, Any]] = {}
     pooled_correct, pooled_total = 0, 0
@@ -298,6 +297,7 @@ def _domain_metrics(
     offset: int,
     metrics: Sequence[str] | None,
 ) -> dict[str, Any]:
+    from lepton_platform.api.job import resolve_metrics
     from lepton_platform.engine.evaluate import compute_metrics
     from lepton_platform.tasks import ClassificationTask
 
@@ -305,7 +305,8 @@ def _domain_metrics(
     assert labels is not None
     block = logits[:, offset : offset + len(label_names)]
     local = ClassificationTask(label_names)
-    values = compute_metrics(local, block, labels - offset, metrics or ["accuracy"])
+    resolved = resolve_metrics(metrics or ["accuracy"], local)
+    values = compute_metrics(local, block, labels - offset, resolved)
     values.pop("per_class", None)
     values.setdefault("accuracy", float((block.argmax(1) == labels - offset).mean()))
     values["examples"] = len(labels)
@@ -341,9 +342,9 @@ class SequentialResult:
 def _accuracy(
     model: TransferModel, task: Task, config: TrainConfig, ds: Any, pre: Preprocessor
 ) -> float:
-    from lepton_platform.engine.finetune import Trainer
+    from lepton_platform.engine.predict import predict
 
-    logits, labels = Trainer(model, task, config).predict(ds, pre)
+    logits, labels = predict(model, ds, pre, batch_size=config.eval_batch_size or config.batch_size)
     assert labels is not None
     return float((logits.argmax(1) == labels).mean())
 
@@ -359,16 +360,16 @@ def sequential_transfer(
     """Fine-tune on domain A, then on domain B (same backbone), and measure A's test accuracy
     before and after B. When the label spaces are equal the head carries over; otherwise B
     gets a new head and A is measured with A's own head on the changed backbone."""
+    from lepton_platform.api.job import build_model, resolve_monitor, resolve_train
     from lepton_platform.data import prepare
     from lepton_platform.engine.finetune import Trainer
-    from lepton_platform.recipe import resolve_train_config
     from lepton_platform.tasks import ClassificationTask
 
     (name_a, a), (name_b, b) = first, second
     if name_a == name_b:
         raise ConfigError(f"sequential_transfer: both domains are called {name_a!r}")
-    config_a = resolve_train_config(train)
-    config_b = resolve_train_config(train_second) if train_second is not None else config_a
+    config_a = resolve_train(train)
+    config_b = resolve_train(train_second) if train_second is not None else config_a
     torch.manual_seed(config_a.seed)
     bb = _make_backbone(backbone)
     pre = bb.preprocessor()
@@ -378,16 +379,21 @@ def sequential_transfer(
         for s in ("train", "validation", "test")
     }
     task_a = ClassificationTask(a.label_names)
-    model_a = TransferModel(bb, task_a.build_head(bb.feature_dim))
-    Trainer(model_a, task_a, config_a).fit(data[name_a, "train"], data[name_a, "validation"], pre)
+    model_a = build_model(bb, task_a)
+    Trainer(model_a, task_a, config_a, monitor=resolve_monitor(config_a)).fit(
+        data[name_a, "train"], data[name_a, "validation"], pre
+    )
     before = _accuracy(model_a, task_a, config_a, data[name_a, "test"], pre)
     shared = list(a.label_names) == list(b.label_names)
     if shared:
-        task_b, model_b = task_a, TransferModel(bb, copy.deepcopy(model_a.head))
+        task_b, model_b = task_a, build_model(bb, task_a)
+        model_b.head.load_state_dict(model_a.head.state_dict())
     else:
         task_b = ClassificationTask(b.label_names)
-        model_b = TransferModel(bb, task_b.build_head(bb.feature_dim))
-    Trainer(model_b, task_b, config_b).fit(data[name_b, "train"], data[name_b, "validation"], pre)
+        model_b = build_model(bb, task_b)
+    Trainer(model_b, task_b, config_b, monitor=resolve_monitor(config_b)).fit(
+        data[name_b, "train"], data[name_b, "validation"], pre
+    )
     if shared:
         model_a.head.load_state_dict(model_b.head.state_dict())
     after = _accuracy(model_a, task_a, config_a, data[name_a, "test"], pre)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lepton_platform.config import RunConfig, SearchSection, load_config, parse_config
+from lepton_platform.api.config import RunConfig, SearchSection, load_config, parse_config
+from lepton_platform.api.tuning.space import SearchSpace
+from lepton_platform.api.tuning.study import default_storage, open_study
 from lepton_platform.errors import ConfigError
-from lepton_platform.tuning.space import SearchSpace
-from lepton_platform.tuning.study import default_storage, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -118,22 +118,22 @@ def tune(
     """Search the config's (or ``search_space``'s) keys for the best validation score.
 
     ``config`` is a :class:`RunConfig`, a YAML path, or a mapping (config sections, or the
-    arguments of :func:`~lepton_platform.recipe.transfer`). Trials run until the study holds
+    arguments of :func:`~lepton_platform.transfer`). Trials run until the study holds
     ``n_trials`` finished (complete or pruned) trials, counting those of earlier or parallel
     workers; ``storage`` is any database URL Optuna accepts (default: ``sqlite:///`` in the run
     folder). At the end the best config is written to ``best_config.yaml``, trained into
     ``final/`` and evaluated once on the test split (``final=False`` skips this, e.g. for extra
     workers), and ``report.md``/``report.html`` show the history and the importances.
 
-        >>> from lepton_platform.tuning import tune                          # doctest: +SKIP
+        >>> from lepton_platform import tune                          # doctest: +SKIP
         >>> result = tune("tabular.yaml", {"train.lr": {"low": 1e-3, "high": 0.3, "log": True}},
         ...               n_trials=20)                                        # doctest: +SKIP
         >>> result.best_params, result.final["metrics"]["test"]             # doctest: +SKIP
     """
     import optuna
 
-    from lepton_platform.tuning.objective import PruningCallback, monitor_direction, run_trial
-    from lepton_platform.tuning.report import write_tune_report
+    from lepton_platform.api.tuning.objective import PruningCallback, monitor_of, run_trial
+    from lepton_platform.api.tuning.report import write_tune_report
 
     say = progress or (lambda message: None)
     run_config = _as_config(config)
@@ -151,7 +151,9 @@ def tune(
     folder.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(folder)
     name = study_name or str(run_config.output.name or folder.name)
-    metric, direction = monitor_direction(run_config)
+    monitor = monitor_of(run_config)
+    metric = monitor.name
+    direction = "maximize" if monitor.higher_is_better else "minimize"
     snapshot = run_config.snapshot()
     snapshot["search"]["space"] = space.distributions()
     study = open_study(
@@ -170,7 +172,7 @@ def tune(
     def objective(trial: optuna.trial.Trial) -> float:
         values = space.suggest(trial)
         trial_config = parse_config(space.apply(base, values), where=f"trial {trial.number}")
-        pruning = PruningCallback(trial, metric)
+        pruning = PruningCallback(trial, monitor)
         try:
             outcome = run_trial(trial_config, bundle, callbacks=(pruning,))
         finally:
@@ -231,13 +233,11 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 
 
 def _load_bundle(config: RunConfig) -> DataBundle:
-    from lepton_platform.recipe import resolve_data
-    from lepton_platform.registry import create_domain
+    from lepton_platform.api.job import resolve_data, resolve_domain
 
     kwargs = config.to_transfer_kwargs()
-    domain = kwargs["domain"]
-    domain_obj = create_domain(domain) if isinstance(domain, str) else domain
-    return resolve_data(domain_obj, kwargs["data"], kwargs["split"], kwargs["on_bad_record"])
+    domain = resolve_domain(kwargs["domain"], kwargs["domain_options"])
+    return resolve_data(domain, kwargs["data"], kwargs["split"], kwargs["on_bad_record"])
 
 
 def _finish(
@@ -256,7 +256,7 @@ def _finish(
 ) -> TuneResult:
     import optuna
 
-    from lepton_platform.runs import atomic_write_json, atomic_write_text
+    from lepton_platform._io import atomic_write_json, atomic_write_text
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     result = TuneResult(name, url, folder, metric, direction, None, {}, None, _counts(study))
@@ -322,11 +322,11 @@ def _finish(
 def _train_final(config: RunConfig, bundle: DataBundle, out: Path) -> dict[str, Any]:
     import shutil
 
-    from lepton_platform.recipe import summary_json, transfer
+    from lepton_platform.api.transfer import result_json, transfer
 
     if out.is_dir() and (out / "result.json").is_file():
         shutil.rmtree(out)  # an earlier final of this search (a resumed search trains it again)
     kwargs = config.to_transfer_kwargs()
     kwargs["data"] = bundle
     result = transfer(**kwargs, output_dir=out)
-    return summary_json(result)
+    return result_json(result)
