@@ -6,6 +6,8 @@ engines live in sub-modules that import torch when you use them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lepton_platform._host import PluginHost, PluginInfo, get_host, set_host
 from lepton_platform._version import __version__
 from lepton_platform.errors import (
@@ -49,9 +51,34 @@ from lepton_platform.specs import (
     TaskSpec,
 )
 
+if TYPE_CHECKING:  # the lazy names below, typed for type checkers and IDEs
+    from lepton_platform.api.compare import Comparison as Comparison
+    from lepton_platform.api.compare import compare as compare
+    from lepton_platform.api.evaluate import evaluate as evaluate
+    from lepton_platform.api.job import build_job as build_job
+    from lepton_platform.api.job import load_data as load_data
+    from lepton_platform.api.matrix import cross_domain_matrix as cross_domain_matrix
+    from lepton_platform.api.multidomain import sequential_transfer as sequential_transfer
+    from lepton_platform.api.multidomain import train_multidomain as train_multidomain
+    from lepton_platform.api.predictor import Predictor as Predictor
+    from lepton_platform.api.predictor import load as load
+    from lepton_platform.api.predictor import save_model as save_model
+    from lepton_platform.api.rank import rank as rank
+    from lepton_platform.api.run import run as run
+    from lepton_platform.api.run import run_comparison as run_comparison
+    from lepton_platform.api.runs import RunFolder as RunFolder
+    from lepton_platform.api.runs import list_runs as list_runs
+    from lepton_platform.api.transfer import TransferResult as TransferResult
+    from lepton_platform.api.transfer import transfer as transfer
+    from lepton_platform.api.tuning.search import tune as tune
+    from lepton_platform.engine.finetune import Trainer as Trainer
+    from lepton_platform.settings import SplitConfig as SplitConfig
+    from lepton_platform.settings import TrainConfig as TrainConfig
+
 #: Heavy parts of the public API, imported on first use. The application layer lives in
 #: ``lepton_platform.api``; no top-level name here is also a top-level module, so ``lp.transfer``
-#: is the function whatever was imported before.
+#: is the function whatever was imported before. The ``TYPE_CHECKING`` imports above name the same
+#: objects (a test checks it).
 _LAZY = {
     "transfer": ("lepton_platform.api.transfer", "transfer"),
     "TransferResult": ("lepton_platform.api.transfer", "TransferResult"),

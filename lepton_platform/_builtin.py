@@ -29,11 +29,20 @@ def lepton_tasks() -> list[TaskSpec]:
         TaskSpec(
             name="classification",
             factory=_classification,
+            options={
+                "class_weights": "a loss weight per class (imbalanced data)",
+                "label_smoothing": "label smoothing of the cross-entropy, in [0, 1)",
+                "dropout": "dropout before the head, in [0, 1)",
+            },
             description="Single-label classification: linear head, cross-entropy",
         ),
         TaskSpec(
             name="multilabel-classification",
             factory=_multilabel,
+            options={
+                "threshold": "score above which a label is predicted, in (0, 1)",
+                "pos_weight": "a weight of the positive examples per label",
+            },
             description="Multi-label classification: sigmoid per label, binary cross-entropy",
         ),
     ]
@@ -47,9 +56,10 @@ def _strategy(module: str, cls: str) -> Any:
         import importlib
 
         from lepton_platform.registry import check_options
+        from lepton_platform.specs import signature_options
 
         klass = getattr(importlib.import_module(f"lepton_platform.strategies.{module}"), cls)
-        check_options(f"strategy {klass.name!r}", klass, params)
+        check_options(f"strategy {klass.name!r}", signature_options(klass), params)
         return klass(**params)
 
     factory.__qualname__ = cls
@@ -154,10 +164,11 @@ def _adaptation(cls: str) -> Any:
         import importlib
 
         from lepton_platform.registry import check_options
+        from lepton_platform.specs import signature_options
 
         module = importlib.import_module(f"lepton_platform.adaptation.{cls.lower()}")
         klass = getattr(module, cls)
-        check_options(f"strategy {klass.name!r}", klass, params)
+        check_options(f"strategy {klass.name!r}", signature_options(klass), params)
         return klass(**params)
 
     factory.__qualname__ = cls

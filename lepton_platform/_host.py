@@ -10,8 +10,10 @@ Loading is lazy and happens once per host. Environment switches:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata as md
+import io
 import os
 import re
 import threading
@@ -27,6 +29,12 @@ from lepton_platform.errors import PluginError, UnknownNameError, did_you_mean
 from lepton_platform.specs import KINDS, SPEC_TYPES, Provider, Spec
 
 CORE_DISTRIBUTION = "lepton-platform"
+#: Libraries a plugin must not import at module level (listing plugins stays light).
+HEAVY_MODULES = frozenset(
+    {"torch", "transformers", "torchvision", "torchaudio", "datasets", "tensorflow", "jax", "timm"}
+)
+#: A plugin import slower than this many seconds is reported.
+SLOW_IMPORT_S = 1.0
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 
 Status = Literal["ok", "error", "broken"]
@@ -63,6 +71,9 @@ class PluginInfo:
     provides: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     broken: bool = False
+    #: What loads but costs every command (heavy imports, a slow import, output on stdout).
+    warnings: list[str] = field(default_factory=list)
+    import_seconds: float = 0.0
 
     @property
     def status(self) -> Status:
@@ -84,6 +95,8 @@ class PluginInfo:
             "status": self.status,
             "provides": {k: v for k, v in self.provides.items() if v},
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "import_seconds": round(self.import_seconds, 3),
         }
 
 
@@ -169,8 +182,8 @@ class PluginHost:
                 name = ep.name if ep.name not in self._plugins else f"{dist}:{ep.name}"
             info = PluginInfo(name, dist, version, module=ep.value, builtin=core)
             try:
-                obj = ep.load()
-            except Exception as exc:
+                obj = self._import(ep, info)
+            except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end lepton
                 reason = f"importing {ep.value!r} failed: {_describe(exc)}"
                 module = ep.value.split(":")[0].strip()
                 if (
@@ -185,7 +198,46 @@ class PluginHost:
                     )
                 self._fail(info, reason)
                 continue
+            if info.warnings and self.strict:
+                raise PluginError(f"plugin {info.distribution!r} ({info.name}): {info.warnings[0]}")
             self._add(obj, info)
+
+    def _import(self, ep: md.EntryPoint, info: PluginInfo) -> object:
+        """Import an entry point's module, timing it, keeping what it prints off stdout, and
+        noting heavy libraries it imports (every ``lepton`` command pays for them)."""
+        import sys
+        import time
+
+        before = {m.split(".")[0] for m in sys.modules}
+        printed = io.StringIO()
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(printed):
+            obj = ep.load()
+        info.import_seconds = time.perf_counter() - started
+        heavy = sorted(
+            {m for m in {n.split(".")[0] for n in sys.modules} - before if m in HEAVY_MODULES}
+            | {
+                v.__name__.split(".")[0]
+                for v in vars(obj).values()
+                if isinstance(v, type(sys)) and v.__name__.split(".")[0] in HEAVY_MODULES
+            }
+        )
+        if heavy:
+            info.warnings.append(
+                f"imports {', '.join(heavy)} when it is loaded ({info.import_seconds:.1f} s): "
+                "every lepton command, `lepton plugins` included, pays for it; import heavy "
+                "libraries inside the spec factories instead"
+            )
+        elif info.import_seconds > SLOW_IMPORT_S:
+            info.warnings.append(
+                f"takes {info.import_seconds:.1f} s to import, which every lepton command pays"
+            )
+        if printed.getvalue():
+            info.warnings.append(
+                f"printed {len(printed.getvalue())} characters to stdout when it was loaded "
+                "(kept off stdout, so that --json output stays clean)"
+            )
+        return obj
 
     def _add(self, obj: object, info: PluginInfo) -> None:
         already = self._pm.get_name(obj)
@@ -296,7 +348,8 @@ class PluginHost:
                 if impl is None:
                     continue
                 try:
-                    returned = impl()
+                    with contextlib.redirect_stdout(io.StringIO()):  # --json stays clean
+                        returned = impl()
                 except Exception as exc:
                     info.errors.append(f"hook {hook_name} raised {_describe(exc)}")
                     continue
@@ -345,6 +398,17 @@ class PluginHost:
 
     # -- queries -------------------------------------------------------------------------------
 
+    def plugin_of_file(self, filename: str) -> PluginInfo | None:
+        """The plugin whose package holds ``filename`` (the innermost when packages nest)."""
+        self.load()
+        path = os.path.abspath(filename)
+        best: tuple[int, PluginInfo] | None = None
+        for name, obj in self._objects.items():
+            root = _package_root(obj)
+            if root and path.startswith(root + os.sep) and (best is None or len(root) > best[0]):
+                best = (len(root), self._plugins[name])
+        return None if best is None else best[1]
+
     @property
     def plugins(self) -> list[PluginInfo]:
         """Every plugin the host tried to load, built-ins first, broken ones included."""
@@ -392,6 +456,19 @@ def _describe(exc: BaseException) -> str:
         last = frames[-1]
         text += f" (at {os.path.basename(last.filename)}:{last.lineno})"
     return text
+
+
+def _package_root(obj: object) -> str | None:
+    """The folder of the top-level package a plugin object comes from."""
+    import sys
+    import types
+
+    module_name = obj.__name__ if isinstance(obj, types.ModuleType) else type(obj).__module__
+    top = sys.modules.get(module_name.split(".")[0])
+    file = getattr(top, "__file__", None)
+    if not isinstance(file, str):
+        return None
+    return os.path.dirname(os.path.abspath(file))
 
 
 _host: PluginHost | None = None

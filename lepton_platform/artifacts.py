@@ -11,11 +11,14 @@ The manifest's content is protected as well: its digest is stored inside the wei
 say) is detected. File names in the manifest are plain names inside the folder.
 
 This module reads and writes the format; rebuilding a model through the registry is the
-application layer's :func:`lepton_platform.load`. Plugins use :func:`read_weights` to take a
-Lepton model folder as a backbone's pretrained weights::
+application layer's :func:`lepton_platform.load`. A backbone plugin takes a Lepton model
+folder as its pretrained weights with :func:`load_backbone` (the one way to do it: checksums
+verified, the recorded architecture rebuilt, a typed load report)::
 
-    >>> source = read_weights("runs/source/model")              # doctest: +SKIP
-    >>> source.state("backbone.")                               # the backbone's tensors
+    >>> backbone, source = load_backbone(                      # doctest: +SKIP
+    ...     "runs/source/model", lambda **config: MyBackbone(**config), {"dropout": 0.1})
+    >>> backbone.load_report.share                              # doctest: +SKIP
+    1.0
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lepton_platform._io import AtomicFolder, canonicalise_safetensors, sha256_file
 from lepton_platform._version import __version__
@@ -37,6 +40,8 @@ from lepton_platform.errors import ArtifactError
 if TYPE_CHECKING:
     import torch
 
+    from lepton_platform.models import Adapter, Backbone
+
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
@@ -44,6 +49,7 @@ __all__ = [
     "WEIGHTS",
     "ModelFolder",
     "is_model_folder",
+    "load_backbone",
     "read_manifest",
     "read_weights",
     "verify_weights",
@@ -60,6 +66,7 @@ KIND = "lepton-model"
 #: which holds the manifest's) and the creation time (so identical runs give identical files).
 _UNDIGESTED = ("weights", "created")
 _DIGEST_KEY = "lepton_manifest_sha256"
+B = TypeVar("B", bound="Backbone")
 
 
 def is_model_folder(path: str | os.PathLike[str]) -> bool:
@@ -283,3 +290,42 @@ def read_weights(folder: str | os.PathLike[str]) -> ModelFolder:
     except Exception as exc:
         raise ArtifactError(f"cannot read the tensors of {weights}: {exc}") from exc
     return ModelFolder(path=path, manifest=manifest, tensors=tensors)
+
+
+def load_backbone(
+    folder: str | os.PathLike[str],
+    build: Callable[..., B],
+    options: Mapping[str, Any] | None = None,
+    *,
+    adapt: Adapter | None = None,
+) -> tuple[B, ModelFolder]:
+    """The backbone of a Lepton model folder, for a plugin's ``pretrained=<folder>``.
+
+    The folder is read with every checksum verified (:func:`read_weights`); ``build(**config)``
+    makes the backbone with random weights from the recorded backbone config updated by
+    ``options`` (what the caller asks for now wins); the saved ``backbone.`` tensors are loaded
+    into it (``adapt`` may reshape one of another shape) and the
+    :class:`~lepton_platform.models.LoadReport` is set as ``backbone.load_report``. Returns the
+    backbone and the folder read (its manifest holds the source's preprocessing).
+
+    A folder saved with a backbone whose options ``build`` does not take (another plugin's)
+    is refused naming it."""
+    from lepton_platform.models import load_matching
+
+    source = read_weights(folder)
+    config = {**source.backbone_config, **dict(options or {})}
+    try:
+        backbone = build(**config)
+    except TypeError as exc:
+        provider = source.manifest["backbone"].get("provider") or {}
+        raise ArtifactError(
+            f"{source.path}: the model there was built on backbone {source.backbone_name!r} "
+            f"(from {provider.get('distribution') or 'an unknown plugin'}), whose recorded "
+            f"options this backbone does not take ({exc}); transfer from it with a backbone of "
+            "that plugin"
+        ) from None
+    state = source.state("backbone.")
+    if not state:
+        raise ArtifactError(f"{source.path / WEIGHTS}: holds no 'backbone.' weights")
+    backbone.load_report = load_matching(backbone, state, source=str(source.path), adapt=adapt)
+    return backbone, source

@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["Backbone", "LayerGroup", "Preprocessor", "TransferModel", "config_fingerprint"]
+__all__ = [
+    "Backbone",
+    "LayerGroup",
+    "LoadReport",
+    "Preprocessor",
+    "TransferModel",
+    "config_fingerprint",
+    "load_matching",
+]
+
+log = logging.getLogger("lepton_platform.models")
 
 
 def config_fingerprint(config: Mapping[str, Any]) -> str:
@@ -81,11 +93,101 @@ class Preprocessor(ABC):
         return config_fingerprint({"class": type(self).__qualname__, **self.config()})
 
 
+@dataclass
+class LoadReport:
+    """What loading pretrained weights into a module did: the tensors that loaded (``adapted``
+    ones changed shape on the way, such as a stem kernel), and those that did not: ``missing``
+    (the module's, not in the weights: they keep their random init), ``unexpected`` (in the
+    weights, not in the module: ignored) and ``mismatched`` (in both, other shapes).
+    ``share`` is the part of the module's tensors that the weights filled."""
+
+    source: str
+    matched: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def share(self) -> float:
+        loaded = [k for k in self.matched if not k.endswith("num_batches_tracked")]
+        total = len(loaded) + len(self.missing)
+        return len(loaded) / total if total else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {len(self.matched)} tensors loaded ({self.share:.0%} of the "
+            f"backbone's; {len(self.adapted)} adapted), {len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected, {len(self.mismatched)} with other shapes"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "loaded": len(self.matched),
+            "share": round(self.share, 4),
+            "adapted": list(self.adapted),
+            "missing": list(self.missing),
+            "unexpected": list(self.unexpected),
+            "mismatched": [[k, list(a), list(b)] for k, a, b in self.mismatched],
+        }
+
+
+#: ``adapt(key, value, target)``: a loadable version of ``value`` for the module's ``target``
+#: tensor of another shape, or ``None`` when it cannot be adapted.
+Adapter = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None]
+
+
+def load_matching(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    adapt: Adapter | None = None,
+) -> LoadReport:
+    """Copy the tensors of ``state`` whose names and shapes match into ``module`` (``adapt``
+    may reshape one that does not fit, such as a 7x7 RGB stem for a 3x3 grey one) and report
+    what loaded and what did not. The module keeps its own values for everything else."""
+    own = module.state_dict()
+    report = LoadReport(source=source)
+    loadable: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None:
+            report.unexpected.append(key)
+            continue
+        if tuple(value.shape) == tuple(target.shape):
+            loadable[key] = value
+        else:
+            adapted = adapt(key, value, target) if adapt is not None else None
+            if adapted is None or tuple(adapted.shape) != tuple(target.shape):
+                report.mismatched.append((key, tuple(target.shape), tuple(value.shape)))
+                continue
+            loadable[key] = adapted
+            report.adapted.append(key)
+        report.matched.append(key)
+    report.missing = [  # batch-norm step counters are not weights: never called missing
+        k for k in own if k not in loadable and not k.endswith("num_batches_tracked")
+    ]
+    with torch.no_grad():
+        for key, value in loadable.items():
+            own[key].copy_(value.to(own[key].dtype))
+    log.info("%s", report.summary())
+    return report
+
+
 class Backbone(nn.Module, ABC):
     """Maps a batch (the keyword tensors from its preprocessor's ``collate``) to pooled
-    features of shape ``(batch, feature_dim)``."""
+    features of shape ``(batch, feature_dim)``.
+
+    A backbone built from pretrained weights sets :attr:`load_report` (what loaded): the
+    application layer refuses one whose weights filled too little of it, and records it."""
 
     feature_dim: int
+    #: What loading the pretrained weights did (``None``: built with random weights).
+    load_report: LoadReport | None = None
+    #: The registered name it was built under (``create_backbone`` sets it).
+    registered_name: str = ""
 
     @abstractmethod
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:

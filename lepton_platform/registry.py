@@ -10,12 +10,12 @@ Everything here reads the process-wide plugin host, loading plugins on first use
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import contextlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lepton_platform._host import PluginInfo, get_host
-from lepton_platform.errors import ConfigError, did_you_mean
+from lepton_platform.errors import ConfigError, LeptonError, PluginError, did_you_mean
 from lepton_platform.specs import (
     BackboneSpec,
     CommandSpec,
@@ -24,6 +24,7 @@ from lepton_platform.specs import (
     Spec,
     StrategySpec,
     TaskSpec,
+    _FactorySpec,
 )
 
 if TYPE_CHECKING:
@@ -43,19 +44,11 @@ def _get(kind: str, cls: type[S], name: str) -> S:
     return cast(S, get_host().get(kind, name))
 
 
-def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
-    """Refuse options the factory does not accept, naming them and what it does accept."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
+def check_options(what: str, accepted: Sequence[str] | None, options: Mapping[str, Any]) -> None:
+    """Refuse options not in ``accepted`` (``None``: nothing to check against), naming them,
+    the closest accepted name and every accepted one."""
+    if accepted is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [
-        n
-        for n, p in params.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
     for key in options:
         if key not in accepted:
             raise ConfigError(
@@ -65,9 +58,29 @@ def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any
 
 
 def _create(kind: str, spec: Spec, options: dict[str, Any]) -> Any:
-    factory = cast(Callable[..., Any], getattr(spec, "factory"))  # noqa: B009
-    check_options(f"{kind} {spec.name!r} (from {spec.provider})", factory, options)
-    return factory(**options)
+    assert isinstance(spec, _FactorySpec)
+    what = f"{kind} {spec.name!r} (from {spec.provider})"
+    check_options(what, spec.accepted_options(), options)
+    try:
+        return spec.factory(**options)
+    except LeptonError:
+        raise
+    except Exception as exc:  # a plugin's factory failed: say whose
+        raise PluginError(
+            f"{what} failed while being built: {type(exc).__name__}: {exc}"
+            f"{_where(exc)}; the error is in that plugin (update it, or report it to its authors)"
+        ) from exc
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file.py:line)``: the innermost frame of the traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename}:{last.lineno})"
 
 
 # -- domains ---------------------------------------------------------------------------------
@@ -102,8 +115,12 @@ def get_backbone(name: str) -> BackboneSpec:
 
 
 def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a backbone, e.g. ``create_backbone("resnet18", pretrained=None)``."""
-    return cast("Backbone", _create("backbone", get_backbone(name), options))
+    """Build a backbone, e.g. ``create_backbone("resnet18", pretrained=None)``; it records the
+    name it was built under (``registered_name``)."""
+    backbone = cast("Backbone", _create("backbone", get_backbone(name), options))
+    with contextlib.suppress(AttributeError):
+        backbone.registered_name = name
+    return backbone
 
 
 # -- tasks -----------------------------------------------------------------------------------
@@ -166,6 +183,19 @@ def create_metric(name: str, **options: Any) -> Any:
 def list_commands(pattern: str | None = None, **filters: Any) -> list[CommandSpec]:
     """Registered ``lepton`` sub-commands."""
     return _list("command", CommandSpec, pattern, filters)
+
+
+def plugin_of_exception(exc: BaseException) -> tuple[PluginInfo, str] | None:
+    """The plugin whose code raised ``exc`` (the innermost frame in a plugin's package) and
+    ``file:line`` of that frame; ``None`` when no plugin's code is in the traceback."""
+    import traceback
+
+    host = get_host()
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        info = host.plugin_of_file(frame.filename)
+        if info is not None:
+            return info, f"{frame.filename}:{frame.lineno}"
+    return None
 
 
 def list_plugins() -> list[PluginInfo]:

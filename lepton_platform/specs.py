@@ -48,6 +48,30 @@ class Provider:
         return f"{self.distribution} {self.version}" if self.version else self.distribution
 
 
+def signature_options(function: Callable[..., Any]) -> list[str] | None:
+    """The keyword arguments ``function`` accepts, or ``None`` when it takes ``**kwargs`` (or
+    its signature cannot be read)."""
+    import inspect
+
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
+def _doc(text: str) -> dict[str, str]:
+    """A field's one-line meaning, as the generated table of spec fields in docs/plugins.md
+    shows it (:func:`spec_fields`)."""
+    return {"doc": text}
+
+
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -58,10 +82,25 @@ class Spec:
 
     kind: ClassVar[str] = "spec"
 
-    name: str
-    description: str = ""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    provider: Provider | None = field(default=None, compare=False)
+    name: str = field(
+        metadata=_doc(
+            "unique per kind across all plugins: 1-64 lowercase letters, digits, `.`, `_`, `-`, "
+            "starting with a letter or digit"
+        )
+    )
+    description: str = field(
+        default="",
+        metadata=_doc("one line; `lepton plugins` shows it (the conformance kit requires one)"),
+    )
+    metadata: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc('free key/value pairs to filter on: `lp.list_backbones(size="small")`'),
+    )
+    provider: Provider | None = field(
+        default=None,
+        compare=False,
+        metadata=_doc("filled in by the host (distribution, version, plugin name); leave it unset"),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.metadata, Mapping):
@@ -126,7 +165,46 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class _FactorySpec(Spec):
-    factory: Callable[..., Any]
+    """A spec built by calling ``factory(**options)``.
+
+    ``options`` declares the options the factory takes (name -> one-line meaning): the registry
+    refuses any other by name with the closest one suggested, whatever the factory's signature
+    (a ``**options`` factory included), and ``lepton plugins --json`` and the docs list them.
+    Without a declaration the registry reads the factory's signature (and cannot check a
+    ``**options`` one: the conformance kit fails such a spec)."""
+
+    factory: Callable[..., Any] = field(
+        metadata=_doc("builds the object; heavy imports happen inside it, never at module level")
+    )
+    options: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "the options the factory takes (name -> one-line meaning); `create_*` refuses any "
+            "other by name, whatever the factory's signature"
+        ),
+    )
+
+    #: Arguments every factory of this kind takes, besides its options.
+    implicit: ClassVar[tuple[str, ...]] = ()
+    #: What the factory returns.
+    product: ClassVar[str] = "object"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.options, Mapping):
+            object.__setattr__(self, "options", _frozen(self.options))
+
+    def declared_options(self) -> Mapping[str, str]:
+        """The options this spec declares (empty: none declared)."""
+        return self.options
+
+    def accepted_options(self) -> list[str] | None:
+        """The option names the factory accepts: the declared ones, else those of its
+        signature; ``None`` when neither says (a ``**options`` factory, undeclared)."""
+        declared = self.declared_options()
+        if declared:
+            return [*self.implicit, *declared]
+        return signature_options(self.factory)
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -135,11 +213,18 @@ class _FactorySpec(Spec):
                 f"{self.kind} {self.name!r}: factory must be callable, got "
                 f"{type(self.factory).__name__}"
             )
+        if not isinstance(self.options, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.options.items()
+        ):
+            found.append(f"{self.kind} {self.name!r}: options must map names to descriptions")
         return found
 
     def create(self, **options: Any) -> Any:
         """Call the factory (this is where heavy imports happen)."""
         return self.factory(**options)
+
+    def _extra_summary(self) -> dict[str, Any]:
+        return {"options": dict(self.options)} if self.options else {}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,10 +236,19 @@ class DomainSpec(_FactorySpec):
     """
 
     kind: ClassVar[str] = "domain"
-    modality: str = ""
+    product: ClassVar[str] = "`lepton_platform.domains.Domain`"
+    modality: str = field(
+        default="",
+        metadata=_doc(
+            "groups domains that read the same inputs (`medical-image` reads images too)"
+        ),
+    )
 
     def _extra_summary(self) -> dict[str, Any]:
-        return {"modality": self.modality} if self.modality else {}
+        out = super()._extra_summary()
+        if self.modality:
+            out["modality"] = self.modality
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,9 +261,18 @@ class BackboneSpec(_FactorySpec):
     """
 
     kind: ClassVar[str] = "backbone"
-    domain: str
-    family: str = ""
-    tiny_options: Mapping[str, Any] = field(default_factory=dict)
+    product: ClassVar[str] = "`lepton_platform.models.Backbone`"
+    implicit: ClassVar[tuple[str, ...]] = ("pretrained",)
+    domain: str = field(metadata=_doc("the registered domain whose inputs it reads"))
+    family: str = field(
+        default="", metadata=_doc("architecture family (`resnet`, `bert`), to filter on")
+    )
+    tiny_options: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "options that build a tiny, fast version on CPU (the conformance kit uses them)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,7 +288,7 @@ class BackboneSpec(_FactorySpec):
         return found
 
     def _extra_summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"domain": self.domain}
+        out: dict[str, Any] = {"domain": self.domain, **super()._extra_summary()}
         if self.family:
             out["family"] = self.family
         return out
@@ -197,6 +300,8 @@ class TaskSpec(_FactorySpec):
     :class:`lepton_platform.tasks.Task` (head, loss, predictions, default metrics)."""
 
     kind: ClassVar[str] = "task"
+    product: ClassVar[str] = "`lepton_platform.tasks.Task`"
+    implicit: ClassVar[tuple[str, ...]] = ("label_names",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,13 +313,23 @@ class StrategySpec(_FactorySpec):
     """
 
     kind: ClassVar[str] = "strategy"
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    paper: str = ""
+    product: ClassVar[str] = "`lepton_platform.strategies.Strategy`"
+    parameters: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_doc("the strategy's parameters (name -> one-line meaning); they are its options"),
+    )
+    paper: str = field(
+        default="", metadata=_doc("where the method comes from (`Kumar et al. 2022`)")
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.parameters, Mapping):
             object.__setattr__(self, "parameters", _frozen(self.parameters))
+
+    def declared_options(self) -> Mapping[str, str]:
+        """A strategy's options are its ``parameters``."""
+        return self.parameters or self.options
 
     def _extra_summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -244,12 +359,34 @@ class MetricSpec(_FactorySpec):
     """
 
     kind: ClassVar[str] = "metric"
-    higher_is_better: bool = True
-    needs_scores: bool = False
-    headline: str = ""
-    multi_label: bool = True
-    num_labels: bool = False
-    binary_only: bool = False
+    product: ClassVar[str] = "an object with `compute(predictions=..., references=...) -> dict`"
+    higher_is_better: bool = field(
+        default=True,
+        metadata=_doc(
+            "the direction: every choice (best epoch, `tune`, WiSE-FT, `compare`, the guard, "
+            "`runs`) reads it"
+        ),
+    )
+    needs_scores: bool = field(
+        default=False,
+        metadata=_doc("`compute` reads class-score rows, not predicted labels (AUROC)"),
+    )
+    headline: str = field(
+        default="",
+        metadata=_doc(
+            "the key of `compute()`'s result holding the metric's number (default: the name with "
+            "`-` as `_`)"
+        ),
+    )
+    multi_label: bool = field(
+        default=True, metadata=_doc("it accepts the 0/1 label rows of multi-label tasks")
+    )
+    num_labels: bool = field(
+        default=False, metadata=_doc("`compute` takes `num_labels=` (the size of the label space)")
+    )
+    binary_only: bool = field(
+        default=False, metadata=_doc("defined for two-class tasks only (sensitivity)")
+    )
 
     @property
     def key(self) -> str:
@@ -274,6 +411,7 @@ class MetricSpec(_FactorySpec):
 
     def _extra_summary(self) -> dict[str, Any]:
         return {
+            **super()._extra_summary(),
             "higher_is_better": self.higher_is_better,
             "needs_scores": self.needs_scores,
             "headline": self.key,
@@ -288,8 +426,12 @@ class CommandSpec(Spec):
     ``run(args)`` does the work and returns the exit code (``None`` means 0)."""
 
     kind: ClassVar[str] = "command"
-    run: Callable[[argparse.Namespace], int | None]
-    configure: Callable[[argparse.ArgumentParser], None] | None = None
+    run: Callable[[argparse.Namespace], int | None] = field(
+        metadata=_doc("does the work and returns the exit code (`None` means 0)")
+    )
+    configure: Callable[[argparse.ArgumentParser], None] | None = field(
+        default=None, metadata=_doc("adds the command's arguments to its `argparse` sub-parser")
+    )
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -308,3 +450,59 @@ SPEC_TYPES: dict[str, type[Spec]] = {
     "metric": MetricSpec,
     "command": CommandSpec,
 }
+
+
+def spec_fields(record: type[Spec]) -> list[tuple[str, str, str, str]]:
+    """``(field, type, default, meaning)`` for the fields ``record`` adds to its base class."""
+    import dataclasses
+
+    base = record.__mro__[1]
+    inherited = (
+        {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
+    )
+    rows = []
+    for f in dataclasses.fields(record):
+        if f.name in inherited:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        rows.append((f.name, str(f.type), default, f.metadata.get("doc", "")))
+    return rows
+
+
+def spec_reference() -> str:
+    """The table of spec fields in docs/plugins.md, generated from the records themselves
+    (``python scripts/gen_docs.py`` writes it; a test checks it)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| record | field | type | default | meaning |",
+        "|--------|-------|------|---------|---------|",
+    ]
+    records: list[tuple[str, type[Spec]]] = [
+        ("every spec", Spec),
+        ("every spec but `CommandSpec`", _FactorySpec),
+    ]
+    records += [(f"`{t.__name__}`", t) for t in SPEC_TYPES.values()]
+    for label, record in records:
+        fields = spec_fields(record)
+        if issubclass(record, _FactorySpec) and record is not _FactorySpec:
+            args = ", ".join([*(f"{a}=..." for a in record.implicit), "**options"])
+            fields.insert(0, ("factory", f"`factory({args})`", "", f"returns {record.product}"))
+        if not fields:
+            continue
+        for name, kind, default, meaning in fields:
+            if not kind.startswith("`"):
+                kind = f"`{kind}`"
+            default = f"`{default}`" if default and default != "required" else default
+            lines.append(
+                f"| {label} | `{name}` | {cell(kind)} | {cell(default)} | {cell(meaning)} |"
+            )
+            label = ""
+    return "\n".join(lines) + "\n"

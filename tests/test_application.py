@@ -158,3 +158,54 @@ def test_a_validators_best_model_is_the_same_after_a_crash_and_resume(tmp_path: 
     assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()
     for key, value in expected.model.state_dict().items():
         assert np.allclose(value.numpy(), outcome.model.state_dict()[key].numpy()), key
+
+
+def test_scratch_rebuilds_a_lepton_sources_architecture_with_random_weights(
+    tmp_path: Path,
+) -> None:
+    """``scratch`` (Python API and config alike) builds the architecture a saved Lepton model's
+    manifest records, loads none of its weights, and says so in the record."""
+    import torch
+    from safetensors.torch import load_file
+
+    data = write_csv(tmp_path / "train.csv", 120)
+    source_options = {"num_features": 3, "hidden": [12, 5]}
+    lp.transfer(
+        domain="tabular",
+        data=str(data),
+        backbone="mlp",
+        backbone_options=source_options,
+        train=QUIET,
+        output_dir=tmp_path / "source",
+        bootstrap=0,
+    )
+    folder = tmp_path / "source" / "model"
+    saved = {
+        k.removeprefix("backbone."): v
+        for k, v in load_file(str(folder / "model.safetensors")).items()
+        if k.startswith("backbone.")
+    }
+
+    loaded = build_job(domain="tabular", data=str(data), backbone="mlp", pretrained=folder)
+    assert loaded.backbone.load_report is not None and loaded.backbone.load_report.share == 1.0
+    for key, tensor in loaded.backbone.state_dict().items():
+        assert torch.equal(tensor, saved[key]), key
+
+    config = tmp_path / "scratch.yaml"
+    config.write_text(
+        f"domain: tabular\ndata: {data}\nbackbone: {{name: mlp, pretrained: {folder}}}\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(config, overrides=["backbone.scratch=true"])
+    kwargs = cfg.to_transfer_kwargs()
+    assert kwargs["scratch"] is True
+    kwargs.pop("bootstrap")
+    scratch = build_job(**kwargs)
+    assert scratch.backbone.config()["hidden"] == [12, 5]  # the source's architecture
+    assert scratch.backbone.load_report is None
+    assert scratch.transfer.pretrained_state is None
+    weights = {k: v for k, v in scratch.backbone.state_dict().items() if v.is_floating_point()}
+    assert weights and not any(torch.equal(v, saved[k]) for k, v in weights.items() if v.ndim > 1)
+    record = scratch.record()["backbone"]
+    assert (record["scratch"], record["pretrained"], record["load_report"]) == (True, None, None)
+    assert loaded.record()["backbone"]["scratch"] is False

@@ -58,7 +58,12 @@ def test_json_lists_the_example_plugin_and_the_broken_ones(site: FakeSite) -> No
     plugins = by_distribution(doc)
     tabular = plugins["lepton-tabular"]
     assert tabular["status"] == "ok" and tabular["version"] == "0.1.0"
-    assert tabular["provides"] == {"domain": ["tabular"], "backbone": ["mlp"]}
+    assert tabular["provides"] == {
+        "domain": ["tabular"],
+        "backbone": ["mlp"],
+        "task": ["ordinal"],
+        "metric": ["class-mae"],
+    }
     assert tabular["specs"]["backbone"][0]["domain"] == "tabular"
     broken = plugins["acme-broken"]
     assert broken["status"] == "broken"
@@ -143,3 +148,61 @@ def test_a_command_whose_configure_raises_does_not_take_lepton_down(
     strict = lepton(lepton_fake_site, "plugins", LEPTON_STRICT_PLUGINS="1")
     assert strict.returncode == 1
     assert "configure raised RuntimeError('bad configure')" in strict.stderr
+
+
+HEAVY = """
+import torch  # at module level: every lepton command would pay for it
+
+from lepton_platform import TaskSpec, hookimpl
+
+@hookimpl
+def lepton_tasks():
+    return [TaskSpec(name="heavy-task", factory=dict, description="imports torch")]
+"""
+
+EXITS = "import sys\nsys.exit(3)\n"
+
+NOISY = """
+print("hello from a plugin")
+
+from lepton_platform import TaskSpec, hookimpl
+
+@hookimpl
+def lepton_tasks():
+    print("and from its hook")
+    return [TaskSpec(name="noisy-task", factory=dict, description="prints")]
+"""
+
+
+def test_a_plugin_importing_torch_at_module_level_is_reported(
+    lepton_fake_site: FakeSite,
+) -> None:
+    lepton_fake_site.add("acme-heavy", {"heavy": "acme_heavy_mod"}, {"acme_heavy_mod.py": HEAVY})
+    only = {"LEPTON_PLUGINS": "acme-heavy"}
+    listed = lepton(lepton_fake_site, "plugins", "--json", **only)
+    assert listed.returncode == 0, listed.stderr
+    heavy = by_distribution(json.loads(listed.stdout))["acme-heavy"]
+    assert heavy["status"] == "ok" and heavy["import_seconds"] > 0
+    assert heavy["warnings"][0].startswith("imports torch when it is loaded (")
+    assert "lepton: warning: acme-heavy (heavy): imports torch" in listed.stderr
+    assert lepton(lepton_fake_site, "plugins", "--strict", **only).returncode == 1
+    strict = lepton(lepton_fake_site, "plugins", LEPTON_STRICT_PLUGINS="1", **only)
+    assert strict.returncode == 1
+    assert "lepton: error: plugin 'acme-heavy' (heavy): imports torch" in strict.stderr
+
+
+def test_a_plugin_exiting_or_printing_at_import_is_contained(lepton_fake_site: FakeSite) -> None:
+    lepton_fake_site.add("acme-exits", {"exits": "acme_exits_mod"}, {"acme_exits_mod.py": EXITS})
+    lepton_fake_site.add("acme-noisy", {"noisy": "acme_noisy_mod"}, {"acme_noisy_mod.py": NOISY})
+    only = {"LEPTON_PLUGINS": "acme-exits,acme-noisy"}
+    listed = lepton(lepton_fake_site, "plugins", "--json", **only)
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)  # stdout holds the JSON document only
+    plugins = by_distribution(doc)
+    assert plugins["acme-exits"]["status"] == "broken"
+    assert "SystemExit: 3" in plugins["acme-exits"]["errors"][0]
+    assert plugins["acme-noisy"]["status"] == "ok"
+    assert plugins["acme-noisy"]["provides"] == {"task": ["noisy-task"]}
+    assert "printed 20 characters to stdout" in plugins["acme-noisy"]["warnings"][0]
+    version = lepton(lepton_fake_site, "--version", **only)
+    assert version.returncode == 0 and version.stdout.startswith("lepton ")

@@ -261,7 +261,7 @@ def test_the_committed_config_reference_is_up_to_date() -> None:
 
     committed = Path(__file__).resolve().parent.parent / "docs" / "config.md"
     assert committed.read_text(encoding="utf-8") == config_reference(), (
-        "docs/config.md is out of date: run python scripts/gen_config_docs.py"
+        "docs/config.md is out of date: run python scripts/gen_docs.py"
     )
     for key in ("`on_bad_record`", "`lr`", "`bootstrap`", "`strategies`", "## `data.split`"):
         assert key in committed.read_text(encoding="utf-8")

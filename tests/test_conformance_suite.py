@@ -14,7 +14,7 @@ SLOPPY_PLUGIN = '''
 import torch
 from torch import nn
 
-from lepton_platform import BackboneSpec, TaskSpec, hookimpl
+from lepton_platform import BackboneSpec, MetricSpec, TaskSpec, hookimpl
 from lepton_platform.models import Backbone, LayerGroup
 from lepton_platform.tasks import ClassificationTask
 
@@ -62,6 +62,23 @@ def lepton_backbones():
 @hookimpl
 def lepton_tasks():
     return [TaskSpec(name="flat", factory=lambda label_names, **o: Flat(label_names, **o))]
+
+
+class Errors:
+    """Counts wrong predictions: lower is better, but its spec below says otherwise."""
+
+    def compute(self, predictions, references):
+        return {"errors": sum(p != r for p, r in zip(predictions, references))}
+
+
+@hookimpl
+def lepton_metrics():
+    return [
+        MetricSpec(name="errors", factory=Errors, description="wrong predictions",
+                   higher_is_better=True),
+        MetricSpec(name="wrong-key", factory=Errors, description="its headline key is absent",
+                   higher_is_better=False),
+    ]
 '''
 
 TEST_MODULE = """
@@ -131,10 +148,31 @@ def test_a_missing_description_fails_the_metadata_check(outcome: dict[str, str])
     assert outcome["test_spec_metadata[backbone:leaky]"] == "PASSED"
 
 
-def test_the_sound_checks_pass_and_an_unregistered_domain_is_skipped(
-    outcome: dict[str, str],
-) -> None:
+def test_the_sound_checks_pass(outcome: dict[str, str]) -> None:
     assert outcome["test_backbone_forward_backward[leaky]"] == "PASSED"
     assert outcome["test_plugin_loads"] == "PASSED"
-    assert outcome["test_backbone_preprocessing[leaky]"].startswith("SKIPPED")
-    assert not any("domain_spec" in k or "metric" in k for k in outcome)  # deselected kinds
+    assert outcome["test_metric_compute[errors]"] == "PASSED"
+    assert not any("domain_spec" in k for k in outcome)  # deselected: it provides no domain
+
+
+def test_a_backbone_of_an_unregistered_domain_fails(outcome: dict[str, str]) -> None:
+    for check in ("test_backbone_preprocessing", "test_backbone_artifact_round_trip"):
+        verdict = outcome[f"{check}[leaky]"]
+        assert verdict.startswith("FAILURE") and "the domain 'nowhere'" in verdict, verdict
+
+
+def test_undeclared_options_fail(outcome: dict[str, str]) -> None:
+    verdict = outcome["test_backbone_options_are_checked[leaky]"]
+    assert verdict.startswith("FAILURE") and "declare them" in verdict, verdict
+
+
+def test_a_heavy_import_at_module_level_fails(outcome: dict[str, str]) -> None:
+    verdict = outcome["test_plugin_import_is_light"]
+    assert verdict.startswith("FAILURE") and "imports ['torch']" in verdict, verdict
+
+
+def test_a_wrong_headline_key_and_a_wrong_direction_fail(outcome: dict[str, str]) -> None:
+    key = outcome["test_metric_headline_and_direction[wrong-key]"]
+    assert key.startswith("FAILURE") and "not its headline key 'wrong_key'" in key, key
+    direction = outcome["test_metric_headline_and_direction[errors]"]
+    assert direction.startswith("FAILURE") and "says higher is better" in direction, direction

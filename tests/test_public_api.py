@@ -36,3 +36,22 @@ def test_a_library_user_never_imports_the_cli() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_lazy_names_are_typed_for_type_checkers() -> None:
+    """Every lazily imported name has a ``TYPE_CHECKING`` import of the same object, so that
+    ``lp.transfer`` is the typed function for mypy and IDEs, not ``object``."""
+    import ast
+    from pathlib import Path
+
+    import lepton_platform as lp
+
+    source = Path(lp.__file__).read_text(encoding="utf-8")
+    typed: dict[str, tuple[str, str]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.module
+                for alias in stmt.names:
+                    typed[alias.asname or alias.name] = (stmt.module, alias.name)
+    assert typed == lp._LAZY

@@ -321,7 +321,7 @@ def compare(
         (r.label, "strategy", r.strategy, dict(r.params), {}) for r in rows_wanted
     ]
     if SCRATCH in chosen_baselines:
-        plan.append((SCRATCH, "baseline", "finetune", {}, {"pretrained": None}))
+        plan.append((SCRATCH, "baseline", "finetune", {}, {"scratch": True}))
     rows = {
         label: ComparisonRow(label, kind, params, strategy)
         for label, kind, strategy, params, _ in plan

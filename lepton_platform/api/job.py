@@ -14,12 +14,15 @@ check runs before anything trains::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from lepton_platform.errors import ConfigError
+from lepton_platform.errors import ConfigError, LeptonError, PluginError
 from lepton_platform.registry import (
     create_backbone,
     create_domain,
@@ -27,6 +30,7 @@ from lepton_platform.registry import (
     create_task,
     get_backbone,
     get_metric,
+    plugin_of_exception,
 )
 from lepton_platform.settings import SplitConfig, TrainConfig, resolve
 
@@ -54,6 +58,7 @@ __all__ = [
     "resolve_monitor",
     "resolve_strategy",
     "resolve_train",
+    "scratch_architecture",
     "unlabelled_data",
 ]
 
@@ -83,6 +88,8 @@ class Job:
     monitor: Monitor
     config: TrainConfig
     options: dict[str, Any] = field(default_factory=dict)
+    #: The backbone is ``pretrained``'s architecture with random weights (the baseline).
+    scratch: bool = False
 
     @property
     def domain_name(self) -> str:
@@ -102,12 +109,57 @@ class Job:
                 "name": self.backbone_name,
                 "config": self.backbone.config(),
                 "pretrained": None if self.pretrained is None else str(self.pretrained),
+                "scratch": self.scratch,
+                "load_report": (
+                    None
+                    if self.backbone.load_report is None
+                    else self.backbone.load_report.to_json()
+                ),
             },
             "task": {"name": self.task_name, "config": self.task.config()},
         }
 
 
 # -- the pieces, each usable alone --------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def names_plugins(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: the function runs under :func:`naming_plugins`."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with naming_plugins(what):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@contextlib.contextmanager
+def naming_plugins(what: str) -> Iterator[None]:
+    """While the block runs, an error raised in a plugin's code (a domain's reader, a
+    backbone's ``forward``, a strategy) that is not one of Lepton's reaches the user as a
+    :class:`PluginError` naming the plugin, its distribution and where, the original chained."""
+    try:
+        yield
+    except LeptonError:
+        raise
+    except Exception as exc:
+        found = plugin_of_exception(exc)
+        if found is None or found[0].builtin:
+            raise
+        info, where = found
+        version = f" {info.version}" if info.version else ""
+        raise PluginError(
+            f"{what} failed in the code of plugin {info.name!r} (distribution "
+            f"{info.distribution}{version}) at {where}: {type(exc).__name__}: {exc}. The error "
+            "is in that plugin: update it, or report it to its authors"
+        ) from exc
 
 
 def resolve_domain(domain: str | Domain, options: Mapping[str, Any] | None = None) -> Domain:
@@ -210,22 +262,69 @@ def resolve_strategy(strategy: str | Strategy, params: Mapping[str, Any] | None 
 
 
 def build_backbone(
-    backbone: str | Backbone, pretrained: Any = None, options: Mapping[str, Any] | None = None
+    backbone: str | Backbone,
+    pretrained: Any = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    min_loaded: float = 0.5,
 ) -> tuple[Backbone, str]:
     """The backbone object and its registered name (a ``Backbone`` object is taken as it is;
-    its registered name is the one it records, or its class name)."""
+    its registered name is the one it records, or its class name).
+
+    Built from pretrained weights, it must have been filled by them for at least
+    ``min_loaded`` of its tensors (its load report says); less is an error naming what
+    loaded, unless ``min_loaded`` is lowered (0 allows partial loading)."""
     from lepton_platform.models import Backbone
 
     if isinstance(backbone, Backbone):
         if options:
             raise ConfigError("backbone options go with a backbone name, not a Backbone object")
-        name = getattr(backbone, "registered_name", type(backbone).__name__.lower())
-        return backbone, str(name)
+        return backbone, backbone.registered_name or type(backbone).__name__.lower()
     if not isinstance(backbone, str):
         raise ConfigError(
             f"backbone must be a registered name or a Backbone, got {type(backbone).__name__}"
         )
-    return create_backbone(backbone, pretrained=pretrained, **dict(options or {})), backbone
+    if not 0.0 <= min_loaded <= 1.0:
+        raise ConfigError(f"backbone.min_loaded must be in [0, 1], got {min_loaded}")
+    built = create_backbone(backbone, pretrained=pretrained, **dict(options or {}))
+    report = built.load_report
+    if has_weights(pretrained) and report is not None and report.share < min_loaded:
+        raise ConfigError(
+            f"backbone {backbone!r}: the pretrained weights {pretrained} filled only "
+            f"{report.share:.0%} of it, less than backbone.min_loaded ({min_loaded:.0%}): "
+            f"{report.summary()}; missing {report.missing[:5]}, with other shapes "
+            f"{[k for k, _, _ in report.mismatched][:5]}. Check that the weights are for this "
+            "architecture, or set backbone.min_loaded lower to train from partial weights"
+        )
+    return built, backbone
+
+
+def scratch_architecture(
+    backbone: str | Backbone, pretrained: Any = None, options: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The registered name and the options that build the same architecture as
+    ``build_backbone(backbone, pretrained, options)`` gives, with random weights (the
+    from-scratch baseline): ``create_backbone(name, pretrained=None, **options)``. The
+    architecture comes from the backbone's own ``config()`` (a Hub id's or local folder's
+    config, a torchvision name's shape) or, for a Lepton model folder, from its manifest,
+    without loading its weights."""
+    from lepton_platform.artifacts import is_model_folder, read_manifest
+    from lepton_platform.models import Backbone
+
+    if isinstance(backbone, Backbone):
+        if not backbone.registered_name:
+            raise ConfigError(
+                "the from-scratch baseline rebuilds the backbone through the registry: give "
+                "its registered name rather than an unregistered Backbone object"
+            )
+        return backbone.registered_name, backbone.config()
+    if not has_weights(pretrained):
+        return backbone, dict(options or {})
+    if isinstance(pretrained, str | os.PathLike) and is_model_folder(pretrained):
+        recorded = read_manifest(pretrained)["backbone"].get("config", {})
+        return backbone, {**recorded, **dict(options or {})}
+    built, _ = build_backbone(backbone, pretrained, options, min_loaded=0.0)
+    return backbone, built.config()
 
 
 def build_model(backbone: Backbone, task: Task) -> TransferModel:
@@ -278,6 +377,7 @@ def has_weights(pretrained: Any) -> bool:
 # -- the whole job --------------------------------------------------------------------------
 
 
+@names_plugins("building the job")
 def build_job(
     *,
     domain: str | Domain | None,
@@ -299,11 +399,14 @@ def build_job(
     splits: Sequence[str] = ("train", "validation", "test"),
     callbacks: Sequence[Callback] = (),
     domain_options: Mapping[str, Any] | None = None,
+    min_loaded: float = 0.5,
+    scratch: bool = False,
 ) -> Job:
     """Build a ready job from names or objects (see :func:`lepton_platform.transfer` for the
     arguments). Cheap checks come first (settings, the strategy's parameters, the metric
     names), then the data are read, the model is built and checked by the strategy, and the
-    ``splits`` are prepared with the backbone's preprocessing."""
+    ``splits`` are prepared with the backbone's preprocessing. ``scratch=True`` builds the
+    backbone's architecture with random weights (the from-scratch baseline)."""
     import torch
 
     from lepton_platform.adaptation._common import strip_labels
@@ -330,9 +433,18 @@ def build_job(
     metric_objs = resolve_metrics(metrics, task_obj)
 
     torch.manual_seed(config.seed)
-    backbone_obj, backbone_name = build_backbone(backbone, pretrained, backbone_options)
+    if scratch:
+        backbone_name, architecture = scratch_architecture(backbone, pretrained, backbone_options)
+        torch.manual_seed(config.seed)  # the same initialisation whatever reading it took
+        backbone_obj = create_backbone(backbone_name, pretrained=None, **architecture)
+        recorded_weights: Any = None
+    else:
+        backbone_obj, backbone_name = build_backbone(
+            backbone, pretrained, backbone_options, min_loaded=min_loaded
+        )
+        recorded_weights = pretrained
     model = build_model(backbone_obj, task_obj)
-    strategy_obj.check(model, pretrained=has_weights(pretrained))
+    strategy_obj.check(model, pretrained=has_weights(recorded_weights))
 
     preprocessor = backbone_obj.preprocessor()
     prepared = {
@@ -361,7 +473,7 @@ def build_job(
         validation=prepared.get("validation"),
         config=config,
         output_dir=out / "training" if out else None,
-        pretrained_state=snapshot(backbone_obj) if has_weights(pretrained) else None,
+        pretrained_state=snapshot(backbone_obj) if has_weights(recorded_weights) else None,
         unlabelled_target=target,
         metrics=metric_objs,
         monitor=monitor,
@@ -375,7 +487,7 @@ def build_job(
         task_name=task,
         backbone=backbone_obj,
         backbone_name=backbone_name,
-        pretrained=pretrained,
+        pretrained=recorded_weights,
         model=model,
         strategy=strategy_obj,
         preprocessor=preprocessor,
@@ -384,4 +496,5 @@ def build_job(
         metrics=metric_objs,
         monitor=monitor,
         config=config,
+        scratch=scratch,
     )

@@ -127,6 +127,8 @@ def cross_domain_matrix(
     split: Any = None,
     on_bad_record: str = "error",
     metric: str = "accuracy",
+    task: str = "classification",
+    task_options: Mapping[str, Any] | None = None,
     leave_one_out: bool = True,
     output_dir: str | Path | None = None,
 ) -> CrossDomainMatrix:
@@ -135,11 +137,12 @@ def cross_domain_matrix(
 
     ``sources_by_domain`` maps a domain name to a :class:`DataBundle` or to data sources that
     the data layer reads for ``domain``. Every domain must have the same label names (the same
-    task). ``backbone`` is a registered name (built with ``pretrained`` and
-    ``backbone_options``) or a callable returning a fresh :class:`Backbone`. ``strategy`` is a
-    registered name or a callable returning a fresh strategy. Each row is a job of the one
-    composition root (:func:`lepton_platform.api.job.build_job`). With ``output_dir`` the
-    matrix is saved as JSON and PNG there."""
+    ``task``); ``metric`` is a registered metric, whose spec's result key fills the matrix.
+    ``backbone`` is a registered name (built with ``pretrained`` and ``backbone_options``) or a
+    callable returning a fresh :class:`Backbone`. ``strategy`` is a registered name or a
+    callable returning a fresh strategy. Each row is a job of the one composition root
+    (:func:`lepton_platform.api.job.build_job`). With ``output_dir`` the matrix is saved as
+    JSON and PNG there."""
     from lepton_platform.api.job import build_job, resolve_metrics
     from lepton_platform.data import prepare
     from lepton_platform.engine.evaluate import compute_metrics
@@ -176,6 +179,8 @@ def cross_domain_matrix(
             strategy=strategy if isinstance(strategy, str) else strategy(),
             strategy_params=strategy_params if isinstance(strategy, str) else None,
             train=train,
+            task=task,
+            task_options=task_options,
             metrics=[metric],
             splits=("train", "validation"),
             output_dir=(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lepton_platform.api.job import names_plugins
 from lepton_platform.artifacts import read_weights, write_model
 from lepton_platform.errors import ArtifactError, LeptonError, UnknownNameError
 from lepton_platform.registry import (
@@ -145,6 +146,7 @@ def _check_versions(manifest: Mapping[str, Any], specs: Mapping[str, Spec]) -> N
             )
 
 
+@names_plugins("loading the model")
 def load(path: str | os.PathLike[str], *, device: str = "cpu") -> Predictor:
     """Load a saved model folder and return a :class:`Predictor`.
 
@@ -251,6 +253,7 @@ class Predictor:
     def label_names(self) -> list[str]:
         return list(self.task.label_names)
 
+    @names_plugins("predicting")
     def predict(self, inputs: Sequence[Any], *, batch_size: int = 32) -> list[Prediction]:
         """Predict raw inputs; they go through the domain's ``from_inputs`` and the backbone's
         preprocessing, exactly as training data did."""
@@ -265,6 +268,7 @@ class Predictor:
         is ignored)."""
         return self.predictions(self.logits(ds, batch_size=batch_size))
 
+    @names_plugins("predicting")
     def logits(self, ds: datasets.Dataset, *, batch_size: int = 32) -> np.ndarray:
         """The model's raw outputs ``(rows, num_labels)`` for a dataset in the standard schema,
         through the one prediction function."""

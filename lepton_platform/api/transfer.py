@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lepton_platform.api.job import DataArgument, Job, build_job
+from lepton_platform.api.job import DataArgument, Job, build_job, naming_plugins
 
 if TYPE_CHECKING:
     import datasets
@@ -143,8 +143,9 @@ def run_job(
         started = time.perf_counter()
         if on_training is not None:
             on_training()
-        outcome = job.strategy.run(job.transfer)
-        scores, predictions = evaluate_splits(job, outcome.model, bootstrap=bootstrap)
+        with naming_plugins(f"strategy {job.strategy.name!r}"):
+            outcome = job.strategy.run(job.transfer)
+            scores, predictions = evaluate_splits(job, outcome.model, bootstrap=bootstrap)
         record = job.record()
         out = Path(output_dir) if output_dir is not None else None
         artifact = None
@@ -257,6 +258,8 @@ def transfer(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     domain_options: Mapping[str, Any] | None = None,
+    min_loaded: float = 0.5,
+    scratch: bool = False,
 ) -> TransferResult:
     """Run one transfer and return its :class:`TransferResult` (see the module docstring).
 
@@ -264,7 +267,9 @@ def transfer(
     ``datasets.Dataset`` or a ``DatasetDict`` in the standard schema, or a data bundle.
     ``unlabelled_target`` (for adaptation strategies) is a dataset or sources written like
     ``data``. ``resume=True`` continues a killed run from the checkpoints under
-    ``output_dir``."""
+    ``output_dir``. Pretrained weights must fill at least ``min_loaded`` of the backbone's
+    tensors (0 allows partial loading); ``scratch=True`` trains the same architecture from
+    random weights (the baseline)."""
     job = build_job(
         domain=domain,
         data=data,
@@ -284,5 +289,7 @@ def transfer(
         resume=resume,
         callbacks=callbacks,
         domain_options=domain_options,
+        min_loaded=min_loaded,
+        scratch=scratch,
     )
     return run_job(job, output_dir=output_dir, save=save, bootstrap=bootstrap)

@@ -32,7 +32,11 @@ def report(host: PluginHost) -> dict[str, object]:
             for kind, names in info.provides.items()
         }
         plugins.append(entry)
-    return {"plugins": plugins, "broken": [p["name"] for p in plugins if p["status"] != "ok"]}
+    return {
+        "plugins": plugins,
+        "broken": [p["name"] for p in plugins if p["status"] != "ok"],
+        "warnings": [p["name"] for p in plugins if p["warnings"]],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,5 +65,9 @@ def run(args: argparse.Namespace) -> int:
             for p in problems:
                 for err in p["errors"]:
                     print(f"{p['distribution']} ({p['status']}): {err}", file=sys.stderr)
+    for p in plugins:  # on stderr in both modes: --json stays one document
+        for warning in p["warnings"]:
+            print(f"lepton: warning: {p['distribution']} ({p['name']}): {warning}", file=sys.stderr)
     strict = args.strict or host.strict
-    return 1 if strict and doc["broken"] else 0
+    warned = [p["name"] for p in plugins if p["warnings"]]
+    return 1 if strict and (doc["broken"] or warned) else 0

@@ -8,7 +8,9 @@ copy beside it.
   same best model;
 - :class:`EarlyStopping`: stops after ``patience`` epochs without a better value;
 - :class:`MetricsLog`: the ``metrics.jsonl`` step and epoch records, and the trackers;
-- :class:`Checkpointing`: the checkpoint cadence (every N steps, and at every epoch end).
+- :class:`Checkpointing`: the checkpoint cadence (every N steps, and at every epoch end);
+- :class:`KeepFrozenBatchNormInEval`: for strategies that freeze parts of the backbone, keeps
+  the running statistics of those parts' batch-norm layers as they were.
 
 A callback that must survive a resume returns its state from :meth:`Callback.state_dict`
 (JSON-ready) and takes it back in :meth:`Callback.load_state_dict`; the checkpoint stores it
@@ -31,7 +33,14 @@ if TYPE_CHECKING:
     from lepton_platform.engine.evaluate import Monitor
     from lepton_platform.engine.finetune import FitResult, Trainer
 
-__all__ = ["BestModel", "Callback", "Checkpointing", "EarlyStopping", "MetricsLog"]
+__all__ = [
+    "BestModel",
+    "Callback",
+    "Checkpointing",
+    "EarlyStopping",
+    "KeepFrozenBatchNormInEval",
+    "MetricsLog",
+]
 
 
 class Callback:
@@ -271,3 +280,22 @@ class Checkpointing(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         trainer.save_checkpoint(end_of_epoch=True)
+
+
+class KeepFrozenBatchNormInEval(Callback):
+    """Keeps the batch-norm layers of frozen parts in evaluation mode during training, so
+    their running statistics stay those of the pretrained weights."""
+
+    def _apply(self, trainer: Trainer) -> None:
+        model = trainer.model
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters(recurse=False)
+            ):
+                module.eval()
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._apply(trainer)
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self._apply(trainer)

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from lepton_platform.engine.callbacks import Callback
+from lepton_platform.engine.callbacks import Callback, KeepFrozenBatchNormInEval
 from lepton_platform.errors import ConfigError
 from lepton_platform.models import LayerGroup, TransferModel
 from lepton_platform.strategies.base import (
@@ -32,25 +31,6 @@ from lepton_platform.strategies.base import (
 
 if TYPE_CHECKING:
     from lepton_platform.engine.finetune import Trainer
-
-
-class KeepFrozenBatchNormInEval(Callback):
-    """Keeps the batch-norm layers of frozen parts in evaluation mode during training, so
-    their running statistics stay those of the pretrained weights."""
-
-    def _apply(self, trainer: Trainer) -> None:
-        model = trainer.model
-        for module in model.backbone.modules():
-            if isinstance(module, _BatchNorm) and not any(
-                p.requires_grad for p in module.parameters(recurse=False)
-            ):
-                module.eval()
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        self._apply(trainer)
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        self._apply(trainer)
 
 
 class _LayerDecayMixin:

@@ -88,7 +88,9 @@ class WiSEFT(Strategy):
     backbone with a linear-probed head, theta_1 the model fine-tuned from it; every alpha in
     ``alphas`` is evaluated on the validation split, the best is kept and all are reported.
     Robust when the target is small or shifted: it trades fine-tuned accuracy against the
-    pretrained model's generality, with the dial set on validation data."""
+    pretrained model's generality, with the dial set on validation data. The sweep reports
+    each alpha's monitored ``value`` and its ``validation_score`` (the value turned so that
+    higher is better: a loss or a lower-is-better metric negated); the best score wins."""
 
     name = "wise-ft"
     needs_pretrained = True
@@ -120,7 +122,9 @@ class WiSEFT(Strategy):
         sweep: list[dict[str, float]] = []
         for alpha in self.alphas:
             model.load_state_dict(interpolate(theta_0, theta_1, alpha))
-            sweep.append({"alpha": alpha, "validation_score": job.score(model)})
+            score = job.score(model)  # oriented: higher is better, whatever the monitor
+            value = score if job.monitor is None or job.monitor.higher_is_better else -score
+            sweep.append({"alpha": alpha, "validation_score": score, "value": value})
         best = max(sweep, key=lambda row: (row["validation_score"], row["alpha"]))
         model.load_state_dict(interpolate(theta_0, theta_1, best["alpha"]))
         return TransferOutcome(

@@ -12,15 +12,20 @@ The pytest plugin (:mod:`lepton_platform.testing.plugin`) parametrises each ``te
 over the specs of one kind, the test id being the spec's name. What is checked:
 
 - every spec: valid name, JSON-ready ``summary()``, a description, provider = the distribution;
+  the plugin loads with no error and no warning, and importing its modules in a fresh process
+  imports no heavy library (torch, transformers, torchvision, datasets);
 - domains: ``example_dataset`` gives the standard schema, ``from_inputs`` reads raw inputs;
-- backbones, built with ``tiny_options`` and ``pretrained=None`` on CPU: forward shape
-  ``(batch, feature_dim)``, finite gradients on every trainable parameter, layer groups holding
-  every parameter exactly once, ``config()`` rebuilding the same architecture (weights saved
-  with safetensors and reloaded give the same outputs), and, when the backbone's domain is
-  registered, the domain's examples through ``preprocessor().transform`` (``datasets.map``),
-  ``collate`` and forward;
+- backbones, built with ``tiny_options`` and ``pretrained=None`` on CPU: the backbone's domain
+  is registered; forward shape ``(batch, feature_dim)``, finite gradients on every trainable
+  parameter, layer groups holding every parameter exactly once, ``config()`` rebuilding the
+  same architecture (weights saved with safetensors and reloaded give the same outputs), the
+  domain's examples through ``preprocessor().transform`` (``datasets.map``), ``collate`` and
+  forward; its options known, so a misspelled one is refused by name; the artifact round trip
+  (train one epoch, save, ``lp.load``, predict raw inputs); transfer from a saved Lepton model
+  through the core service (every tensor loaded, a tampered file refused);
 - tasks: head, finite differentiable loss, prediction shapes, the label space;
-- metrics: ``compute()`` on a tiny example returns a dict of numbers;
+- metrics: ``compute()`` on a tiny example returns a dict of numbers holding the spec's
+  headline key, and the spec's direction holds on a perfect and a poor prediction;
 - commands: ``configure`` works on a fresh ``argparse`` parser;
 - strategies: built with their defaults, applied to the kit's tiny model
   (:mod:`lepton_platform.testing.tiny`), returning a model with finite logits.
@@ -44,7 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from lepton_platform._host import CORE_DISTRIBUTION, PluginHost, PluginInfo, canonical, set_host
-from lepton_platform.errors import ConfigError, PluginError
+from lepton_platform.errors import ConfigError, LeptonError, PluginError
 from lepton_platform.specs import (
     NAME_PATTERN,
     BackboneSpec,
@@ -111,6 +116,8 @@ class PluginConformance:
     num_examples: ClassVar[int] = 6
     #: Absolute tolerance when comparing a backbone's outputs before and after save and reload.
     atol: ClassVar[float] = 1e-5
+    #: Examples of the one-epoch runs of the artifact and source-model checks.
+    roundtrip_examples: ClassVar[int] = 24
 
     # -- which plugin, which specs (called at collection time) ---------------------------------
 
@@ -222,7 +229,6 @@ class PluginConformance:
         return tiny_job(epochs=3)
 
     # -- the plugin and its metadata -----------------------------------------------------------
-    # -- the plugin and its metadata -----------------------------------------------------------
 
     def test_plugin_loads(self) -> None:
         """The distribution is installed, loads without errors, and provides something."""
@@ -235,6 +241,43 @@ class PluginConformance:
             assert info.status == "ok", f"plugin {info.name!r} ({info.status}): {info.errors}"
         provided = sum(len(names) for info in plugins for names in info.provides.values())
         assert provided > 0, f"{self.target_label()} loads but registers no spec"
+        for info in plugins:
+            assert not info.warnings, f"plugin {info.name!r}: {info.warnings}"
+
+    def test_plugin_import_is_light(self) -> None:
+        """Importing the plugin's modules (what ``lepton plugins`` does) imports none of the
+        heavy libraries (torch, transformers, torchvision, datasets, ...): measured in a fresh
+        process, so an indirect import counts too."""
+        import os
+        import subprocess
+        import sys
+        import types
+
+        from lepton_platform._host import HEAVY_MODULES
+
+        modules = {
+            (info.module or "").split(":")[0].strip()
+            for info in self.conformance_plugins()
+            if info.module and not info.builtin
+        }
+        if isinstance(self.plugin, types.ModuleType):
+            modules.add(self.plugin.__name__)
+        # the child finds the modules where this process does (a plugin registered in process)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+        for module in sorted(modules):
+            code = (
+                f"import sys, importlib\nimportlib.import_module({module!r})\n"
+                f"print(sorted(m for m in {sorted(HEAVY_MODULES)!r} if m in sys.modules))"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            heavy = done.stdout.strip().splitlines()[-1]
+            assert heavy == "[]", (
+                f"importing {module} imports {heavy}: every lepton command would pay for it; "
+                "import heavy libraries inside the spec factories"
+            )
 
     def test_spec_metadata(self, spec: Spec) -> None:
         """Valid name, JSON-ready summary, a description, and the right provider."""
@@ -403,14 +446,7 @@ class PluginConformance:
 
         from lepton_platform.models import Preprocessor
 
-        host = self.conformance_host()
-        domain_spec = host.specs("domain").get(backbone_spec.domain)
-        if domain_spec is None:
-            pytest.skip(
-                f"domain {backbone_spec.domain!r} of backbone {backbone_spec.name!r} is not "
-                "registered here; install the plugin that provides it to run this check"
-            )
-        assert isinstance(domain_spec, DomainSpec)
+        domain_spec = self._backbone_domain(backbone_spec)
         backbone = self._backbone(backbone_spec)
         pre = backbone.preprocessor()
         assert isinstance(pre, Preprocessor)
@@ -439,6 +475,112 @@ class PluginConformance:
             out = backbone(**batch)
         assert tuple(out.shape) == (n, backbone.feature_dim)
         assert torch.isfinite(out).all()
+
+    def _backbone_domain(self, spec: BackboneSpec) -> DomainSpec:
+        domains = self.conformance_host().specs("domain")
+        found = domains.get(spec.domain)
+        assert isinstance(found, DomainSpec), (
+            f"backbone {spec.name!r} reads the domain {spec.domain!r}, which no installed plugin "
+            f"registers (registered: {sorted(domains)}); name a registered domain, or install "
+            "the plugin that provides it"
+        )
+        return found
+
+    def test_backbone_options_are_checked(self, backbone_spec: BackboneSpec) -> None:
+        """The backbone's options are known (declared in the spec, or read from the factory's
+        signature), so a misspelled one is refused by name with the closest suggested."""
+        import lepton_platform as lp
+
+        accepted = backbone_spec.accepted_options()
+        assert accepted is not None, (
+            f"backbone {backbone_spec.name!r}: its factory takes **options and the spec declares "
+            "none, so misspelled options cannot be refused: declare them "
+            "(BackboneSpec(options={'name': 'meaning', ...}))"
+        )
+        missing = [k for k in backbone_spec.tiny_options if k not in accepted]
+        assert not missing, f"tiny_options {missing} are not among the declared options"
+        with pytest.raises(ConfigError, match="has no option 'lepton_kit_no_such_option'"):
+            lp.create_backbone(
+                backbone_spec.name,
+                pretrained=None,
+                **dict(backbone_spec.tiny_options),
+                lepton_kit_no_such_option=1,
+            )
+
+    def _tiny_run(
+        self, spec: BackboneSpec, tmp_path: Path, name: str, **changes: Any
+    ) -> tuple[Any, Path, Domain, datasets.Dataset]:
+        """A one-epoch transfer of the tiny backbone on the domain's example data."""
+        import lepton_platform as lp
+
+        domain = self._domain(self._backbone_domain(spec))
+        data = domain.example_dataset(self.roundtrip_examples, list(self.label_names), seed=0)
+        options = {
+            "domain": domain,
+            "data": data,
+            "split": {"validation": 0.25, "test": 0.25, "seed": 0},
+            "backbone": spec.name,
+            "backbone_options": dict(spec.tiny_options),
+            "strategy": "finetune",
+            "train": {"epochs": 1, "batch_size": 4, "progress": False, "seed": 0},
+            "bootstrap": 0,
+            "output_dir": tmp_path / name,
+        }
+        options.update(changes)
+        result = lp.transfer(**options)
+        return result, tmp_path / name / "model", domain, data
+
+    def test_backbone_artifact_round_trip(
+        self, backbone_spec: BackboneSpec, tmp_path: Path
+    ) -> None:
+        """Train the tiny backbone one epoch, save it, load it with ``lp.load`` and predict the
+        domain's raw inputs: the loaded model gives the trained model's scores."""
+        import numpy as np
+
+        import lepton_platform as lp
+
+        result, folder, domain, data = self._tiny_run(backbone_spec, tmp_path, "run")
+        predictor = lp.load(folder)
+        assert predictor.label_names == result.data_summary["label_names"]
+        assert sorted(predictor.label_names) == sorted(self.label_names)
+        rows = data.select(range(4))
+        predictions = predictor.predict(self.raw_inputs(domain, rows))
+        assert len(predictions) == 4
+        assert all(p.label in self.label_names for p in predictions)
+        import torch
+
+        logits = predictor.logits(rows.remove_columns("label"))
+        again = torch.from_numpy(logits).softmax(-1).numpy()
+        scores = np.array([[p.scores[n] for n in predictor.label_names] for p in predictions])
+        assert np.allclose(again, scores, atol=1e-5), "predict() and logits() disagree"
+        assert result.artifact is not None
+
+    def test_backbone_transfers_from_a_lepton_model(
+        self, backbone_spec: BackboneSpec, tmp_path: Path
+    ) -> None:
+        """A saved model of this backbone is its ``pretrained`` source: read through the core
+        service (checksums verified), every tensor loads, the features are the saved ones."""
+        import torch
+
+        import lepton_platform as lp
+
+        result, folder, _, _ = self._tiny_run(backbone_spec, tmp_path, "source")
+        target = lp.create_backbone(backbone_spec.name, pretrained=str(folder))
+        report = target.load_report
+        assert report is not None, (
+            f"backbone {backbone_spec.name!r} built from a Lepton model folder sets no "
+            "load_report: load it with lepton_platform.artifacts.load_backbone"
+        )
+        assert report.share == 1.0 and not report.mismatched, report.summary()
+        source = result.model.backbone.eval().cpu()
+        target.eval()
+        batch = self._batch(target, 2)
+        with torch.no_grad():
+            assert torch.allclose(source(**batch), target(**batch), atol=self.atol)
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+        with pytest.raises(LeptonError, match=r"model\.safetensors"):
+            lp.create_backbone(backbone_spec.name, pretrained=str(folder))
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -496,6 +638,43 @@ class PluginConformance:
         for key, value in result.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 assert not math.isinf(value), f"metric {metric_spec.name!r}: {key} is infinite"
+
+    def test_metric_headline_and_direction(self, metric_spec: MetricSpec) -> None:
+        """``compute()`` returns the spec's headline key, and the spec's direction holds: a
+        perfect prediction scores at least as well as a poor one."""
+        metric = metric_spec.factory()
+        example = self.metric_example(metric_spec)
+        references = list(example["references"])
+        result = metric.compute(**example)
+        assert metric_spec.key in result, (
+            f"metric {metric_spec.name!r}: compute() returned {sorted(result)}, not its headline "
+            f"key {metric_spec.key!r}; set MetricSpec(headline=...) to the key holding its number"
+        )
+        if not isinstance(result[metric_spec.key], int | float):
+            return  # a table (a confusion matrix) has no direction
+        k = len(self.label_names)
+        if metric_spec.needs_scores:
+            perfect: list[Any] = [[1.0 if j == r else 0.0 for j in range(k)] for r in references]
+            poor: list[Any] = [
+                [0.0 if j == r else 1.0 / (k - 1) for j in range(k)] for r in references
+            ]
+        else:
+            perfect, poor = references, [(r + 1) % k for r in references]
+        options = {key: v for key, v in example.items() if key not in ("predictions", "references")}
+        best = float(
+            metric.compute(predictions=perfect, references=references, **options)[metric_spec.key]
+        )
+        worst = float(
+            metric.compute(predictions=poor, references=references, **options)[metric_spec.key]
+        )
+        if metric_spec.higher_is_better:
+            assert best >= worst, (
+                f"{metric_spec.name!r} says higher is better: perfect {best}, poor {worst}"
+            )
+        else:
+            assert best <= worst, (
+                f"{metric_spec.name!r} says lower is better: perfect {best}, poor {worst}"
+            )
 
     # -- commands ------------------------------------------------------------------------------
 

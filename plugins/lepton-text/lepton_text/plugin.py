@@ -119,6 +119,16 @@ def lepton_domains() -> list[DomainSpec]:
             name="text",
             modality="text",
             factory=_make_domain,
+            options={
+                "text_column": "the column (name or position) holding the text",
+                "text_pair_column": "a second text column (sentence pairs)",
+                "label_column": "the column holding the label",
+                "group_column": "a column of groups (document, author) kept in one split",
+                "label_separator": "splits a label cell into several labels (multi-label)",
+                "delimiter": "the field delimiter of CSV/TSV files (default: from the extension)",
+                "header": "whether the file has a header row (default: detected)",
+                "quoting": "auto, none or csv: how quotes in CSV/TSV cells are read",
+            },
             description="Sentences or sentence pairs with a label, from CSV/TSV, JSON (Lines), "
             "Parquet or Hugging Face datasets",
         )
