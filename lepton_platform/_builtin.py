@@ -202,6 +202,53 @@ def _adaptation_strategies() -> list[StrategySpec]:
             paper="Sun and Saenko 2016",
             parameters=dict(_UDA),
         ),
+        StrategySpec(
+            name="mcc",
+            factory=_adaptation("MCC"),
+            description="Minimum class confusion on the unlabelled target's predictions",
+            paper="Jin et al. 2020",
+            parameters={
+                **_UDA,
+                "weight": "weight of the class-confusion loss added to the source loss",
+                "temperature": "softmax temperature of the target predictions",
+            },
+        ),
+        StrategySpec(
+            name="mixstyle",
+            factory=_adaptation("MixStyle"),
+            description="Mix source and target feature statistics in a convolutional backbone",
+            paper="Zhou et al. 2021",
+            parameters={
+                "p": "probability of mixing a training batch's statistics with a target batch's",
+                "alpha": "Beta(alpha, alpha) distribution of the mixing weight",
+                "layers": "layer groups after which statistics are mixed (default: the first "
+                "two giving convolutional feature maps)",
+                "adabn": _UDA["adabn"],
+                "validator": _UDA["validator"],
+            },
+        ),
+        StrategySpec(
+            name="shot",
+            factory=_adaptation("SHOT"),
+            description="Source-free adaptation: information maximisation and pseudo-labels",
+            paper="Liang et al. 2020",
+            parameters={
+                "beta": "weight of the cross-entropy to the centroid pseudo-labels (paper: 0.3)",
+                "diversity": "weight of the prediction-diversity term of the IM loss (paper: 1)",
+                "validator": "label-free epoch choice on the target: snd or none (last epoch)",
+            },
+        ),
+        StrategySpec(
+            name="pseudo-label",
+            factory=_adaptation("PseudoLabel"),
+            description="Self-training on the source model's confident target predictions",
+            paper="Lee 2013",
+            parameters={
+                "threshold": "top probability a target prediction needs to become a label",
+                "rounds": "rounds of relabelling (each trains the configured epochs)",
+                "validator": "label-free epoch choice on the target: snd or none (last epoch)",
+            },
+        ),
     ]
 
 

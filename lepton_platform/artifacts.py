@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -290,6 +290,27 @@ def read_weights(folder: str | os.PathLike[str]) -> ModelFolder:
     except Exception as exc:
         raise ArtifactError(f"cannot read the tensors of {weights}: {exc}") from exc
     return ModelFolder(path=path, manifest=manifest, tensors=tensors)
+
+
+def source_head(
+    folder: str | os.PathLike[str], task_config: Mapping[str, Any], label_names: Sequence[str]
+) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The head's state dict of a Lepton model folder (checksums verified) when it was
+    trained for the task ``task_config`` describes on ``label_names``; else ``None`` and the
+    reason, in words."""
+    source = read_weights(folder)
+    task = source.manifest.get("task") or {}
+    if source.label_names != [str(n) for n in label_names] or task.get("config") != dict(
+        task_config
+    ):
+        return None, (
+            f"the source model {source.path} was trained for {task.get('name')!r} on the labels "
+            f"{source.label_names}, not on {list(label_names)} with this task's configuration"
+        )
+    state = source.state("head.")
+    if not state:
+        return None, f"{source.path / WEIGHTS} holds no 'head.' weights"
+    return state, ""
 
 
 def load_backbone(

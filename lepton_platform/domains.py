@@ -45,6 +45,15 @@ class Domain(ABC):
         :class:`~lepton_platform.errors.DataError` naming them unless the user asked to skip.
         """
 
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source of unlabelled target inputs (domain adaptation): the input columns
+        at least; any label there is dropped unread. The default reads it with :meth:`load`
+        (a labelled source); a domain whose sources can come without labels (a CSV with no
+        label column, a folder of images without class folders) overrides it to read those."""
+        return self.load(source, bad_records=bad_records)
+
     @abstractmethod
     def from_inputs(self, inputs: Sequence[Any]) -> datasets.Dataset:
         """Raw inputs for prediction (paths, strings, arrays) as a dataset with the input

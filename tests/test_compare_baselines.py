@@ -51,7 +51,13 @@ def check_baselines(result: dict[str, Any], strategy: str) -> None:
     assert rows["scratch"]["kind"] == rows["source-only"]["kind"] == "baseline"
     for row in rows.values():
         assert row["mean"] is not None and 0.0 <= row["mean"] <= 1.0, row
-    assert isinstance(result["warnings"], list)  # the guard's verdicts are there
+    # the guard's verdicts: the strategy against each baseline, paired on the test rows
+    differences = rows[strategy]["differences"]
+    assert set(differences) == {"scratch", "source-only"}
+    for diff in differences.values():
+        assert diff["low"] <= diff["delta"] <= diff["high"] and diff["resamples"] == 200
+        worse = diff["high"] < 0
+        assert worse == any(f"the {diff['against']!r} baseline" in w for w in result["warnings"])
 
 
 def test_compare_a_minilm_text_config_with_both_baselines(tmp_path: Path) -> None:
@@ -61,7 +67,7 @@ def test_compare_a_minilm_text_config_with_both_baselines(tmp_path: Path) -> Non
         "domain: text\n"
         "backbone: {name: all-minilm-l6-v2, pretrained: true, options: {max_length: 16}}\n"
         "train: {epochs: 1, batch_size: 16, lr: 0.001}\n"
-        "evaluation: {bootstrap: 0}\n"
+        "evaluation: {bootstrap: 200}\n"
     )
     (tmp_path / "source.yaml").write_text(
         common + "data: source.txt\nstrategy: linear-probe\n", encoding="utf-8"
@@ -106,7 +112,7 @@ def test_compare_a_speech_config_from_a_lepton_source_model(tmp_path: Path) -> N
     (tmp_path / "target.yaml").write_text(
         "domain: speech\ndata: target/\n"
         "backbone: {name: wav2vec2-base, pretrained: runs/source/model}\n"
-        "train: {epochs: 1, batch_size: 8, lr: 0.001}\nevaluation: {bootstrap: 0}\n"
+        "train: {epochs: 1, batch_size: 8, lr: 0.001}\nevaluation: {bootstrap: 200}\n"
         "compare: {strategies: [finetune], seeds: [0], source_model: runs/source/model}\n",
         encoding="utf-8",
     )

@@ -117,3 +117,27 @@ def test_rows_already_holding_zero_one_vectors_are_used_as_they_are() -> None:
     trainer.fit(train, None, FeaturePreprocessor())
     _, labels = trainer.predict(train, FeaturePreprocessor())
     assert labels is not None and labels.tolist() == vectors
+
+
+@pytest.mark.parametrize(("rows", "processes", "kept"), [(33, 1, 32), (34, 1, 34), (35, 2, 32),
+                                                          (36, 2, 36), (64, 2, 64)])  # fmt: skip
+def test_a_final_batch_of_one_row_per_process_is_dropped(
+    rows: int, processes: int, kept: int
+) -> None:
+    plan = BatchPlan(rows, 32, seed=0, shuffle=True, num_processes=processes)
+    batches = plan.global_batches(0)
+    assert sum(len(b) for b in batches) == kept == BatchPlan.trained_rows(rows, 32, processes)
+    assert len(plan) == len(batches)
+    for batch in batches:
+        assert all(len(BatchPlan.share(batch, r, processes)) >= 2 for r in range(processes))
+
+
+def test_batch_norm_trains_when_one_row_is_left_over() -> None:
+    """33 rows in batches of 32: the one-row remainder would break batch-norm's training step."""
+    from lepton_platform.strategies.finetune import FineTune
+    from lepton_platform.testing.tiny import tiny_job
+
+    job = tiny_job(epochs=1)
+    job.train = job.train.select(range(33))
+    outcome = FineTune().run(job)
+    assert outcome.fit is not None and outcome.fit.global_step == 1

@@ -142,25 +142,53 @@ def test_compare_best_row_and_lepton_runs_pick_the_lowest(tmp_path: Path) -> Non
     assert listed.value == pytest.approx(means[best.name])
 
 
-def _row(name: str, kind: str, values: list[float]) -> ComparisonRow:
-    row = ComparisonRow(name, kind, {})
-    row.runs = [{"metrics": {"test": {"class_mae": v}}, "seconds": 1.0, "peak_memory_mb": 1.0}
-                for v in values]  # fmt: skip
-    return row
+def _predictions(labels: np.ndarray, off_by: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits that predict ``labels + off_by`` (clipped to the 4 grades)."""
+    predicted = np.clip(labels + off_by, 0, 3)
+    return np.eye(4)[predicted] * 5.0, labels
 
 
 def test_the_guard_calls_a_higher_error_negative_transfer() -> None:
+    """With class-mae (lower is better) the paired difference is oriented so that a higher
+    error is negative, and the guard flags only the row whose whole interval is below zero."""
+    from lepton_platform.api.compare import paired_difference
+    from lepton_platform.engine.evaluate import Metric
+
+    metric = Metric.of(lp.get_metric("class-mae"))
+    task = lp.get_task("ordinal").create(label_names=["g0", "g1", "g2", "g3"])
+    rng = np.random.default_rng(0)
+    rows: dict[str, ComparisonRow] = {}
+    errors = {"worse": 2, "better": 0, "scratch": 1}
+    for name in errors:
+        rows[name] = ComparisonRow(name, "baseline" if name == "scratch" else "strategy", {})
+    for seed in (0, 1, 2):
+        labels = rng.integers(0, 4, 120)
+        for name, off in errors.items():
+            noise = np.where(rng.random(120) < 0.3, off, 0) if off else np.zeros(120, int)
+            logits, _ = _predictions(labels, noise)
+            error = float(np.abs(np.clip(labels + noise, 0, 3) - labels).mean())
+            rows[name].runs.append({"seed": seed, "metrics": {"test": {"class_mae": error}},
+                                    "seconds": 1.0, "peak_memory_mb": 1.0,
+                                    "predictions": (logits, labels)})  # fmt: skip
     comparison = Comparison(
         metric="class-mae",
         key="class_mae",
         higher_is_better=False,
         seeds=[0, 1, 2],
-        rows=[
-            _row("worse", "strategy", [0.90, 0.91, 0.89]),
-            _row("better", "strategy", [0.10, 0.11, 0.12]),
-            _row("scratch", "baseline", [0.40, 0.41, 0.42]),
-        ],
+        rows=list(rows.values()),
     )
+    for name in ("worse", "better"):
+        diff = paired_difference(
+            metric, task, rows[name].predictions(), rows["scratch"].predictions(),
+            against="scratch", resamples=300,
+        )  # fmt: skip
+        assert diff is not None
+        rows[name].differences["scratch"] = diff
+    worse, better = rows["worse"].differences["scratch"], rows["better"].differences["scratch"]
+    assert worse.delta < 0 and worse.high < 0  # more error: negative, beyond the noise
+    assert better.delta > 0 and better.low > 0
+    expected = -(rows["worse"].mean("class_mae") - rows["scratch"].mean("class_mae"))
+    assert worse.delta == pytest.approx(expected)
     warnings = guard(comparison)
     assert len(warnings) == 1 and "'worse'" in warnings[0] and "above the 'scratch'" in warnings[0]
     assert comparison.best() is not None and comparison.best().name == "better"  # type: ignore[union-attr]

@@ -1,6 +1,8 @@
-"""What DANN and CORAL share: checking the unlabelled target, a seeded stream of target
-batches, a tap on the backbone's pooled source features, and the strategy template that turns
-an alignment loss into a regularizer of the fine-tune engine.
+"""What the unsupervised adaptation strategies share: checking the unlabelled target, a seeded
+stream of target batches, a tap on the backbone's pooled source features, the template of
+source training with a target (:class:`TargetAdaptation`: validator, AdaBN, details) and, on
+it, the template that turns an alignment loss into a regularizer of the fine-tune engine
+(:class:`AlignmentStrategy`: DANN, CORAL and MCC; MixStyle uses forward hooks instead).
 
 Everything works on ``model.backbone(**batch) -> (batch, feature_dim)``, so it applies to any
 modality whose backbone honours that contract.
@@ -11,6 +13,8 @@ from __future__ import annotations
 import math
 import warnings
 from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +30,7 @@ from lepton_platform.strategies.base import (
     check_range,
     set_requires_grad,
 )
+from lepton_platform.tasks import Task
 
 if TYPE_CHECKING:
     import datasets
@@ -36,9 +41,12 @@ __all__ = [
     "AdaptationModel",
     "AlignmentStrategy",
     "FeatureTap",
+    "TargetAdaptation",
     "TargetLabelsIgnored",
     "TargetStream",
+    "TargetTraining",
     "check_target",
+    "load_source_head",
 ]
 
 
@@ -142,6 +150,20 @@ def check_compatible(
         )
 
 
+def load_source_head(job: TransferJob, strategy: str) -> None:
+    """Put the source model's head (``job.source_head``, read by the job's builder for a
+    strategy that ``needs_source_head``) on ``job.model``: source-free adaptation starts from
+    the whole source model. Raises :class:`ConfigError` saying why when there is none."""
+    if job.source_head is None:  # Strategy.check_job refused this job already, with advice
+        raise ConfigError(f"strategy {strategy!r}: {job.source_head_note or 'no source head'}")
+    try:
+        job.model.head.load_state_dict(dict(job.source_head))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"strategy {strategy!r}: the source model's head does not fit the job's head: {exc}"
+        ) from None
+
+
 class TargetStream:
     """Endless batches of the unlabelled target, reshuffled each pass; the order depends only
     on ``(seed, pass)`` and the number of batches drawn so far, never on a global RNG."""
@@ -204,8 +226,8 @@ class FeatureTap:
 
 class AdaptationModel(TransferModel):
     """The job's backbone and head (the same module objects) plus the adaptation's own
-    trainable parts (``adapter``: the domain discriminator of DANN, empty for CORAL), so that
-    the engine's optimiser, checkpoints and best-epoch restore cover all of them."""
+    trainable parts (``adapter``: the domain discriminator of DANN, empty for the others), so
+    that the engine's optimiser, checkpoints and best-epoch restore cover all of them."""
 
     def __init__(self, model: TransferModel, adapter: nn.Module) -> None:
         super().__init__(model.backbone, model.head)
@@ -252,16 +274,34 @@ def _selection(validator: str, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class AlignmentStrategy(Strategy):
-    """Fine-tune on the labelled source while an alignment loss between the pooled features of
-    source and target batches pulls the domains together. Subclasses give the loss (and any
-    trainable adapter); epochs are chosen by a label-free validator; ``adabn`` re-estimates
-    the batch-norm statistics on the target after training."""
+def _nothing() -> None:
+    return None
 
-    def __init__(self, weight: float, adabn: bool, validator: str) -> None:
+
+@dataclass
+class TargetTraining:
+    """What a strategy adds to the engine's source training (see
+    :meth:`TargetAdaptation.prepare`): trainable parts besides backbone and head (``adapter``:
+    DANN's discriminator; empty for the others), a loss added to each step's source loss
+    (``regularizer``, or ``None``), what to undo once training ends (``close``: remove hooks)
+    and the strategy's own details of the run (``details``, called after training)."""
+
+    adapter: nn.Module = field(default_factory=nn.Module)
+    regularizer: Callable[[TransferModel], torch.Tensor] | None = None
+    close: Callable[[], None] = _nothing
+    details: Callable[[], dict[str, Any]] = dict
+
+
+class TargetAdaptation(Strategy):
+    """The template of unsupervised domain adaptation with a labelled source and an
+    unlabelled target: fine-tune on the source through the engine while :meth:`prepare` adds
+    what uses the target (a loss, forward hooks) from a seeded stream of target batches;
+    epochs are chosen by a label-free ``validator``; ``adabn`` re-estimates the batch-norm
+    statistics on the target after training."""
+
+    def __init__(self, adabn: bool, validator: str) -> None:
         from lepton_platform.adaptation.validators import check_validator
 
-        self.weight = check_range(self.name, "weight", weight, 0.0, 1e4)
         self.adabn = bool(adabn)
         self.validator = check_validator(validator, self.name)
 
@@ -275,13 +315,102 @@ class AlignmentStrategy(Strategy):
             )
 
     def config(self) -> dict[str, Any]:
-        return {"weight": self.weight, "adabn": self.adabn, "validator": self.validator}
+        return {"adabn": self.adabn, "validator": self.validator}
+
+    def check_task(self, task: Task) -> None:
+        """Raise :class:`ConfigError` when the strategy cannot serve ``task`` (default: it
+        serves any)."""
+
+    def check_job(self, job: TransferJob) -> None:
+        self.check_task(job.task)
+        check_target(job, self.name)
+
+    @abstractmethod
+    def prepare(
+        self, job: TransferJob, stream: TargetStream, progress: Callable[[], float]
+    ) -> TargetTraining:
+        """What this strategy adds to the source training of ``job``: target batches come
+        from ``stream`` (``stream.next(device)``, or ``stream.batch(i)`` by index), and
+        ``progress()`` is the training progress from 0 to 1. Called once per run, after the
+        job was checked and the global RNG seeded, before the trainer is built."""
+
+    def run(self, job: TransferJob) -> TransferOutcome:
+        from lepton_platform.adaptation.validators import ValidationData, best_model
+        from lepton_platform.strategies.regularized import adapt_batchnorm
+
+        self.check(job.model, pretrained=job.pretrained_state is not None)
+        self.check_task(job.task)
+        target = check_target(job, self.name)
+        torch.manual_seed(job.config.seed)
+        stream = TargetStream(target, job.preprocessor, job.config.batch_size, job.config.seed)
+        progress = _Progress(stream, job.config.grad_accum_steps)
+        total = _steps_total(job)
+        training = self.prepare(job, stream, lambda: min(progress.step / total, 1.0))
+        adapter = training.adapter
+        try:
+            wrapped = AdaptationModel(job.model, adapter).to(next(job.model.parameters()).device)
+            set_requires_grad(wrapped.parameters(), True)
+            data = ValidationData(
+                task=job.task,
+                preprocessor=job.preprocessor,
+                source=job.validation,
+                target=target,
+                batch_size=job.config.eval_batch_size or job.config.batch_size,
+                seed=job.config.seed,
+            )
+            chooser = best_model(self.validator, data)
+            groups: list[dict[str, Any]] = [
+                {"params": list(job.model.backbone.parameters()), "name": "backbone"},
+                {"params": list(job.model.head.parameters()), "name": "head"},
+            ]
+            adapter_params = list(adapter.parameters())
+            if adapter_params:
+                groups.append({"params": adapter_params, "name": "adapter", "weight_decay": 0.0})
+            trainer = job.trainer(
+                model=wrapped,
+                param_groups=groups,
+                regularizer=training.regularizer,
+                callbacks=[progress.callback],
+                best_model=chooser,
+            )
+            fit = trainer.fit(job.train, job.validation, job.preprocessor)
+        finally:
+            training.close()
+        details: dict[str, Any] = {
+            **self.config(),
+            **training.details(),
+            "selection": _selection(self.validator, chooser.report()),
+            "target_examples": len(target),
+        }
+        if self.adabn:
+            details["adabn_examples"] = adapt_batchnorm(job.model, job, target)
+        history = [dict(h) for h in fit.history]  # validator_<name> scores included
+        return TransferOutcome(model=job.model, history=history, fit=fit, details=details)
+
+
+class AlignmentStrategy(TargetAdaptation):
+    """Fine-tune on the labelled source while an alignment loss between the pooled features of
+    source and target batches pulls the domains together. Subclasses give the loss (and any
+    trainable adapter): :meth:`alignment_loss` on the pooled features through the adapter, or
+    :meth:`step_loss` for a loss that needs more of the model (the head: a loss on the target's
+    predictions)."""
+
+    def __init__(self, weight: float, adabn: bool, validator: str) -> None:
+        self.weight = check_range(self.name, "weight", weight, 0.0, 1e4)
+        super().__init__(adabn, validator)
+
+    def config(self) -> dict[str, Any]:
+        return {"weight": self.weight, **super().config()}
+
+    def control(self) -> dict[str, Any] | None:
+        """The same source training with the alignment off (``weight=0``: no target batch is
+        drawn), AdaBN as in the row."""
+        return {**self.config(), "weight": 0.0} if self.weight > 0 else None
 
     @abstractmethod
     def build_adapter(self, feature_dim: int) -> nn.Module:
         """Trainable parts besides backbone and head (an empty module when none)."""
 
-    @abstractmethod
     def alignment_loss(
         self,
         adapter: nn.Module,
@@ -289,25 +418,32 @@ class AlignmentStrategy(Strategy):
         target: torch.Tensor,
         progress: float,
     ) -> torch.Tensor:
-        """The loss added to the task loss for one source and one target batch."""
+        """The loss added to the task loss for one source and one target batch of pooled
+        features. A subclass overrides this or :meth:`step_loss`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} overrides neither alignment_loss nor step_loss"
+        )
+
+    def step_loss(
+        self,
+        model: AdaptationModel,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        progress: float,
+    ) -> torch.Tensor:
+        """The loss added to one step's source loss, given the whole model (backbone, head and
+        adapter) and the pooled features of the step's source and target batches (both with
+        gradients). Default: :meth:`alignment_loss` through the adapter."""
+        return self.alignment_loss(model.adapter, source, target, progress)
 
     def extra_details(self) -> dict[str, Any]:
         return {}
 
-    def run(self, job: TransferJob) -> TransferOutcome:
-        from lepton_platform.adaptation.validators import ValidationData, best_model
-        from lepton_platform.strategies.regularized import adapt_batchnorm
-
-        self.check(job.model, pretrained=job.pretrained_state is not None)
-        target = check_target(job, self.name)
-        torch.manual_seed(job.config.seed)
+    def prepare(
+        self, job: TransferJob, stream: TargetStream, progress: Callable[[], float]
+    ) -> TargetTraining:
         adapter = self.build_adapter(job.model.backbone.feature_dim)
-        wrapped = AdaptationModel(job.model, adapter).to(next(job.model.parameters()).device)
-        set_requires_grad(wrapped.parameters(), True)
-        stream = TargetStream(target, job.preprocessor, job.config.batch_size, job.config.seed)
-        progress = _Progress(stream, job.config.grad_accum_steps)
-        total = _steps_total(job)
-        tap = FeatureTap(wrapped.backbone)
+        tap = FeatureTap(job.model.backbone)
         losses: list[float] = []
 
         def regularizer(model: TransferModel) -> torch.Tensor:
@@ -317,48 +453,16 @@ class AlignmentStrategy(Strategy):
                 return torch.zeros((), device=device)
             tgt = model.backbone(**stream.next(device))
             tap.features = None  # the target pass is not a source batch
-            p = min(progress.step / total, 1.0)
             assert isinstance(model, AdaptationModel)
-            loss = self.alignment_loss(model.adapter, source, tgt, p)
+            loss = self.step_loss(model, source, tgt, progress())
             losses.append(float(loss.detach()))
             return loss
 
-        data = ValidationData(
-            task=job.task,
-            preprocessor=job.preprocessor,
-            source=job.validation,
-            target=target,
-            batch_size=job.config.eval_batch_size or job.config.batch_size,
-            seed=job.config.seed,
-        )
-        chooser = best_model(self.validator, data)
-        groups: list[dict[str, Any]] = [
-            {"params": list(job.model.backbone.parameters()), "name": "backbone"},
-            {"params": list(job.model.head.parameters()), "name": "head"},
-        ]
-        adapter_params = list(adapter.parameters())
-        if adapter_params:
-            groups.append({"params": adapter_params, "name": "adapter", "weight_decay": 0.0})
-        trainer = job.trainer(
-            model=wrapped,
-            param_groups=groups,
-            regularizer=regularizer,
-            callbacks=[progress.callback],
-            best_model=chooser,
-        )
-        try:
-            fit = trainer.fit(job.train, job.validation, job.preprocessor)
-        finally:
-            tap.close()
-        details: dict[str, Any] = {
-            **self.config(),
-            **self.extra_details(),
-            "selection": _selection(self.validator, chooser.report()),
-            "alignment_loss_first": losses[0] if losses else None,
-            "alignment_loss_last": float(np.mean(losses[-10:])) if losses else None,
-            "target_examples": len(target),
-        }
-        if self.adabn:
-            details["adabn_examples"] = adapt_batchnorm(job.model, job, target)
-        history = [dict(h) for h in fit.history]  # validator_<name> scores included
-        return TransferOutcome(model=job.model, history=history, fit=fit, details=details)
+        def details() -> dict[str, Any]:
+            return {
+                **self.extra_details(),
+                "alignment_loss_first": losses[0] if losses else None,
+                "alignment_loss_last": float(np.mean(losses[-10:])) if losses else None,
+            }
+
+        return TargetTraining(adapter, regularizer, tap.close, details)

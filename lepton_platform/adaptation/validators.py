@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -241,6 +241,23 @@ def score_all(model: TransferModel, data: ValidationData) -> dict[str, float]:
     return {name: _FUNCTIONS[name](data, src, tgt) for name in names}
 
 
+T = TypeVar("T")
+
+
+def from_main(trainer: Trainer, value: T) -> T:
+    """The main process's ``value`` on every process (a picklable object): what decides the
+    training (pseudo-labels, the chosen epoch) must not differ between processes, and
+    batch-norm statistics do (each process updates them on its own share of the last batch)."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box: list[Any] = [value if accelerator.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]  # type: ignore[no-any-return]
+
+
 def best_model(validator: str, data: ValidationData) -> BestModel:
     """The fine-tune engine's best-model choice by a label-free validator: every validator the
     data allow scores each epoch (``validator_<name>`` in the history), and the epoch with the
@@ -254,7 +271,8 @@ def best_model(validator: str, data: ValidationData) -> BestModel:
         values = score_all(trainer.model, data)
         if validator not in values:
             values[validator] = score(validator, trainer.model, data)
-        return {f"validator_{k}": v for k, v in values.items()}
+        # every process keeps the epoch the main process chose (their statistics differ)
+        return from_main(trainer, {f"validator_{k}": v for k, v in values.items()})
 
     return BestModel(f"validator_{validator}", True, extra=scores, label=validator)
 

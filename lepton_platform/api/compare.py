@@ -1,20 +1,35 @@
-"""Side-by-side comparison of transfer strategies, with baselines and the negative-transfer
-guard.
+"""Side-by-side comparison of transfer strategies, with baselines, controls and the
+negative-transfer guard.
 
-Every row runs on the same splits with the same seeds; the table reports mean and standard
-deviation over seeds of the headline metric on the test split, with time and peak memory. Two
-baselines stand beside the strategies, each switched on or off on its own: ``scratch`` (the
-same backbone, randomly initialised, fully trained on the target data) and, when a source model
-is given, ``source-only`` (the source model applied to the target as it is). A strategy that
-scores worse than the best baseline beyond the noise is flagged in plain words: that is
-negative transfer. Which way is worse comes from the metric's spec.
+Every row runs on the same splits with the same seeds (with ``resample_split`` each seed draws
+its own split, the same for every row); the table reports the headline metric on the test split
+(mean and standard deviation over seeds), time and memory. Beside the strategies stand:
 
-Rows are keyed by a label (the strategy's name, with its parameters when it has any, or the
-``label`` given), so one strategy may appear twice with different parameters.
+- the **baselines**, each switched on or off on its own: ``scratch`` (the same architecture
+  with random weights, trained on the target like ``finetune``) and, when a source model is
+  given, ``source-only`` (that model applied to the target as it is);
+- the **controls**: a strategy that declares one (:meth:`Strategy.control`, an adaptation's
+  alignment switched off) gets a row trained the same way without the part under test, so a
+  gain can be credited to that part rather than to the extra training.
+
+**The guard** compares each strategy with each baseline (and with its control) on the same
+test rows: the difference of the headline metric, oriented so that positive is better, with a
+paired bootstrap interval over test examples combined with the spread over seeds (a two-stage
+bootstrap: seeds drawn with replacement, then test rows, the same rows for both sides). A
+strategy whose whole interval lies below zero against a baseline is flagged in plain words:
+that is negative transfer. A deterministic method keeps a non-zero interval: test-set sampling
+error does not vanish with the seed spread.
+
+**Before the first training step** every row and baseline is built (options and parameters
+checked, the model built, data prepared, the strategy's :meth:`~Strategy.check_job`), so a
+comparison fails in seconds or runs to the end. Each row runs in ``<output_dir>/<label>/seed-N``
+and keeps there, once finished, its ``result.json``, its test predictions (for the guard, and
+for ``resume``) and with ``save_models`` its model; checkpoints and optimiser state are deleted.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import shutil
@@ -22,15 +37,34 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lepton_platform.errors import ConfigError
 
-__all__ = ["BASELINES", "Comparison", "ComparisonRow", "RowSpec", "compare", "guard"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lepton_platform.data import DataBundle
+    from lepton_platform.engine.evaluate import Metric
+    from lepton_platform.tasks import Task
+
+__all__ = [
+    "BASELINES",
+    "Comparison",
+    "ComparisonRow",
+    "Difference",
+    "RowSpec",
+    "compare",
+    "guard",
+    "paired_difference",
+]
 
 SCRATCH = "scratch"
 SOURCE_ONLY = "source-only"
 BASELINES = (SCRATCH, SOURCE_ONLY)
+#: The kinds of row, in the order of the table.
+KINDS = ("strategy", "control", "baseline")
+PREDICTIONS = "test-predictions.npz"
 
 
 @dataclass(frozen=True)
@@ -77,15 +111,133 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") or "row"
 
 
+# -- the paired statistics ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row against another on the same test rows: ``delta`` is the mean over seeds of the
+    difference of the headline metric, oriented so that positive means the row is better,
+    and ``(low, high)`` its two-stage bootstrap interval (seeds, then test rows)."""
+
+    against: str
+    delta: float
+    low: float
+    high: float
+    seeds: int
+    resamples: int
+    confidence: float = 0.95
+
+    @property
+    def worse(self) -> bool:
+        """The whole interval lies below zero: the row is worse beyond the noise."""
+        return self.high < 0
+
+    @property
+    def better(self) -> bool:
+        """The whole interval lies above zero."""
+        return self.low > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "against": self.against,
+            "delta": self.delta,
+            "low": self.low,
+            "high": self.high,
+            "seeds": self.seeds,
+            "resamples": self.resamples,
+            "confidence": self.confidence,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Difference:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def __str__(self) -> str:
+        return f"{self.delta:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
+
+
+def paired_difference(
+    metric: Metric,
+    task: Task,
+    row: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    other: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    *,
+    against: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Difference | None:
+    """The oriented difference of ``metric`` between two rows' test predictions (``{seed:
+    (logits, labels)}``) over the seeds both have, with its interval: each resample draws the
+    seeds with replacement and, for each seed drawn, test rows with replacement, the same rows
+    for both sides (paired). ``None`` when the rows share no seed."""
+    import numpy as np
+
+    from lepton_platform.engine.evaluate import bootstrap_values
+
+    common = sorted(set(row) & set(other))
+    if not common or resamples < 1:
+        return None
+    sign = 1.0 if metric.higher_is_better else -1.0
+    rng = np.random.default_rng(seed)
+    point: list[float] = []
+    draws: list[np.ndarray] = []  # per seed: the oriented difference on each resample
+    for s in common:
+        (logits_a, labels_a), (logits_b, labels_b) = row[s], other[s]
+        if not np.array_equal(labels_a, labels_b):
+            raise ConfigError(
+                f"compare: seed {s}: the rows were tested on different test rows; a paired "
+                "comparison needs the same test split for every row"
+            )
+        n = len(labels_a)
+        whole = [np.arange(n)]
+        point.append(
+            sign
+            * float(
+                bootstrap_values(metric, task, logits_a, labels_a, whole)[0]
+                - bootstrap_values(metric, task, logits_b, labels_b, whole)[0]
+            )
+        )
+        indices = [rng.integers(0, n, size=n) for _ in range(resamples)]
+        a = bootstrap_values(metric, task, logits_a, labels_a, indices)
+        b = bootstrap_values(metric, task, logits_b, labels_b, indices)
+        draws.append(sign * (a - b))
+    table = np.stack(draws)  # (seeds, resamples)
+    picks = rng.integers(0, len(common), size=(resamples, len(common)))
+    combined = np.nanmean(table[picks, np.arange(resamples)[:, None]], axis=1)
+    combined = combined[np.isfinite(combined)]
+    if len(combined) * 2 < resamples:
+        return None  # the metric is undefined on most resamples (too few test rows)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(combined, [100 * alpha, 100 * (1 - alpha)])
+    return Difference(
+        against=against,
+        delta=float(np.mean(point)),
+        low=float(low),
+        high=float(high),
+        seeds=len(common),
+        resamples=resamples,
+        confidence=confidence,
+    )
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
 @dataclass
 class ComparisonRow:
-    """One strategy (or baseline) over all seeds."""
+    """One strategy, control or baseline over all seeds. ``runs`` hold per seed the metrics,
+    time and memory (and, in memory only, the test predictions); ``differences`` the paired
+    differences against each baseline and the row's control (keyed by their names)."""
 
     name: str
-    kind: str  # "strategy" or "baseline"
+    kind: str  # "strategy", "control" or "baseline"
     params: dict[str, Any]
     strategy: str = ""
-    runs: list[dict[str, Any]] = field(default_factory=list)  # per seed: metrics, time, memory
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    control: str | None = None
+    differences: dict[str, Difference] = field(default_factory=dict)
 
     def values(self, key: str, split: str = "test") -> list[float]:
         return [
@@ -110,11 +262,20 @@ class ComparisonRow:
     def peak_memory_mb(self) -> float:
         return max((r["peak_memory_mb"] for r in self.runs), default=math.nan)
 
+    @property
+    def memory_added_mb(self) -> float:
+        """How far memory rose while this row trained (its own footprint; max over seeds)."""
+        return max((r.get("memory_added_mb") or 0.0 for r in self.runs), default=math.nan)
+
+    def predictions(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{seed: (logits, labels)}`` of the test split, for the seeds that kept them."""
+        return {r["seed"]: r["predictions"] for r in self.runs if r.get("predictions")}
+
 
 @dataclass
 class Comparison:
-    """The table of a comparison and its warnings. ``metric`` is the registered metric,
-    ``key`` its result key and ``higher_is_better`` its direction (from its spec)."""
+    """The table of a comparison, its warnings and notes. ``metric`` is the registered
+    metric, ``key`` its result key and ``higher_is_better`` its direction (from its spec)."""
 
     metric: str
     seeds: list[int]
@@ -122,7 +283,9 @@ class Comparison:
     key: str = ""
     higher_is_better: bool = True
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     disk_mb: float = 0.0
+    resample_split: bool = False
 
     def __post_init__(self) -> None:
         self.key = self.key or self.metric.replace("-", "_")
@@ -143,6 +306,10 @@ class Comparison:
     def _m(self, row: ComparisonRow) -> float:
         return row.mean(self.key)
 
+    @property
+    def baselines(self) -> list[str]:
+        return [r.name for r in self.rows if r.kind == "baseline"]
+
     def to_json(self) -> dict[str, Any]:
         best = self.best()
         return {
@@ -150,6 +317,7 @@ class Comparison:
             "key": self.key,
             "higher_is_better": self.higher_is_better,
             "seeds": self.seeds,
+            "resample_split": self.resample_split,
             "best": None if best is None else best.name,
             "rows": [
                 {
@@ -157,33 +325,54 @@ class Comparison:
                     "kind": r.kind,
                     "strategy": r.strategy,
                     "params": r.params,
+                    "control": r.control,
                     "mean": _finite_or_none(r.mean(self.key)),
                     "std": _finite_or_none(r.std(self.key)),
                     "seconds": _finite_or_none(r.seconds),
                     "peak_memory_mb": _finite_or_none(r.peak_memory_mb),
-                    "runs": r.runs,
+                    "memory_added_mb": _finite_or_none(r.memory_added_mb),
+                    "differences": {k: d.to_json() for k, d in r.differences.items()},
+                    "runs": [
+                        {k: v for k, v in run.items() if k != "predictions"} for run in r.runs
+                    ],
                 }
                 for r in self.rows
             ],
             "warnings": self.warnings,
+            "notes": self.notes,
             "disk_mb": self.disk_mb,
         }
 
     def to_markdown(self) -> str:
+        against = [*self.baselines, *(["control"] if any(r.control for r in self.rows) else [])]
         lines = [
-            f"| strategy | {self.key} (mean ± std over {len(self.seeds)} seeds) | "
-            "time (s) | peak memory (MB) |",
-            "| --- | --- | --- | --- |",
+            "| row | "
+            + f"{self.key} (mean ± std over {len(self.seeds)} seeds) | "
+            + "".join(f"Δ vs {name} [95% CI] | " for name in against)
+            + "time (s) | memory added (MB) |",
+            "| --- | --- | " + "--- | " * len(against) + "--- | --- |",
         ]
         for r in self.rows:
-            label = f"{r.name} (baseline)" if r.kind == "baseline" else r.name
+            label = f"{r.name} ({r.kind})" if r.kind != "strategy" else r.name
+            cells = []
+            for name in against:
+                key = r.control if name == "control" else name
+                diff = r.differences.get(key) if key else None
+                cells.append(str(diff) if diff is not None else "")
             lines.append(
                 f"| {label} | {r.mean(self.key):.4f} ± {r.std(self.key):.4f} | "
-                f"{r.seconds:.1f} | {r.peak_memory_mb:.0f} |"
+                + "".join(f"{c} | " for c in cells)
+                + f"{r.seconds:.1f} | {r.memory_added_mb:.0f} |"
             )
         out = "\n".join(lines)
+        out += (
+            "\n\nΔ: the row minus the baseline (or its control) on the same test rows, positive "
+            "when the row is better; the interval is a paired bootstrap over test rows and seeds."
+        )
         if self.warnings:
             out += "\n\n" + "\n".join(f"> **Warning:** {w}" for w in self.warnings)
+        if self.notes:
+            out += "\n\n" + "\n".join(f"> **Note:** {n}" for n in self.notes)
         return out
 
 
@@ -191,45 +380,47 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _noise(a: ComparisonRow, b: ComparisonRow, key: str) -> float:
-    """The spread below which a difference is not called a difference: the combined standard
-    deviation over seeds, or with one seed the half-widths of the bootstrap intervals."""
-    spread = math.hypot(a.std(key), b.std(key))
-    if len(a.runs) < 2 or len(b.runs) < 2:
-        widths = []
-        for row in (a, b):
-            for run in row.runs:
-                ci = run["metrics"].get("test", {}).get("ci")
-                if ci and ci.get("key") == key:
-                    widths.append((ci["high"] - ci["low"]) / 2)
-        if widths:
-            spread = max(spread, math.sqrt(sum(w * w for w in widths)))
-    return spread
-
-
 def guard(comparison: Comparison) -> list[str]:
-    """Plain-words warnings for strategies that score worse than the best baseline beyond the
-    noise (worse: lower, or higher for a lower-is-better metric)."""
+    """Plain-words warnings for strategies whose paired interval against a baseline lies
+    wholly below zero (worse: lower, or higher for a lower-is-better metric)."""
     key = comparison.key
-    best = comparison.best("baseline")
-    if best is None:
-        return []
-    sign = 1.0 if comparison.higher_is_better else -1.0
     word = "below" if comparison.higher_is_better else "above"
     warnings = []
     for row in comparison.rows:
-        if row.kind != "strategy" or not row.runs:
+        if row.kind != "strategy":
             continue
-        gap = sign * (best.mean(key) - row.mean(key))
-        noise = _noise(row, best, key)
-        if gap > noise:
+        for name in comparison.baselines:
+            diff = row.differences.get(name)
+            if diff is None or not diff.worse:
+                continue
+            base = comparison.row(name)
             warnings.append(
-                f"negative transfer: {row.name!r} scored {row.mean(key):.4f} {key} on the "
-                f"test split, {word} the {best.name!r} baseline ({best.mean(key):.4f}) by "
-                f"{gap:.4f}, more than the noise ({noise:.4f}). Transferring from this source "
-                "made the model worse here."
+                f"negative transfer: {row.name!r} scored {row.mean(key):.4f} {key} on the test "
+                f"split, {word} the {name!r} baseline ({base.mean(key):.4f}): the difference "
+                f"{diff.delta:+.4f} has a {diff.confidence:.0%} interval [{diff.low:+.4f}, "
+                f"{diff.high:+.4f}] wholly below zero (paired over the same test rows and "
+                f"{diff.seeds} seed(s)). Transferring this way made the model worse here."
             )
     return warnings
+
+
+def control_notes(comparison: Comparison) -> list[str]:
+    """Notes for rows that are not better than their control beyond the interval: what they
+    gain (over a baseline) the same training without the part under test gains too."""
+    notes = []
+    for row in comparison.rows:
+        diff = row.differences.get(row.control) if row.control else None
+        if diff is None or diff.better:
+            continue
+        if diff.worse:
+            verdict = "the part under test made it worse"
+        else:
+            verdict = "whatever it gains over the baselines, the control gains too"
+        notes.append(
+            f"{row.name!r} is not better than its control {row.control!r} (the same training "
+            f"with the part under test switched off) beyond the noise: {diff}; {verdict}."
+        )
+    return notes
 
 
 def _wanted_baselines(baselines: bool | Sequence[str], source_model: Any) -> list[str]:
@@ -251,6 +442,70 @@ def _wanted_baselines(baselines: bool | Sequence[str], source_model: Any) -> lis
     return chosen
 
 
+@dataclass
+class _Planned:
+    """A row to train: its table row, the strategy and parameters, and what it changes in
+    the transfer's arguments (``scratch`` for the baseline)."""
+
+    row: ComparisonRow
+    strategy: str
+    params: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _plan(
+    rows_wanted: Sequence[RowSpec], baselines: Sequence[str], controls: bool
+) -> list[_Planned]:
+    """The strategy rows, the controls they declare (``controls``) and the scratch baseline,
+    each strategy built now (its parameters checked). A control equal to a listed row is that
+    row."""
+    from lepton_platform.api.job import resolve_strategy
+
+    plan = [
+        _Planned(ComparisonRow(r.label, "strategy", dict(r.params), r.strategy), r.strategy,
+                 dict(r.params))
+        for r in rows_wanted
+    ]  # fmt: skip
+    if controls:
+        for item in list(plan):
+            params = resolve_strategy(item.strategy, item.params).control()
+            if params is None:
+                continue
+            twin = next(
+                (p for p in plan if p.strategy == item.strategy and p.params == dict(params)),
+                None,
+            )
+            if twin is None:
+                label = f"{item.row.name} control"
+                twin = _Planned(
+                    ComparisonRow(label, "control", dict(params), item.strategy),
+                    item.strategy,
+                    dict(params),
+                )
+                plan.append(twin)
+            item.row.control = twin.row.name
+    if SCRATCH in baselines:
+        plan.append(
+            _Planned(
+                ComparisonRow(SCRATCH, "baseline", {}, "finetune"),
+                "finetune",
+                {},
+                {"scratch": True},
+            )
+        )
+    labels = [p.row.name for p in plan] + ([SOURCE_ONLY] if SOURCE_ONLY in baselines else [])
+    folders: dict[str, str] = {}
+    for label in labels:
+        other = folders.setdefault(slug(label), label)
+        if other != label or labels.count(label) > 1:
+            raise ConfigError(
+                f"compare: the rows {other!r} and {label!r} would share the folder "
+                f"{slug(label)!r} (or a label is used twice, or by a baseline); give each row a "
+                "label of its own"
+            )
+    return plan
+
+
 def compare(
     strategies: Sequence[Any],
     *,
@@ -260,25 +515,34 @@ def compare(
     metric: str | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
+    controls: bool = True,
+    resample_split: bool = False,
+    save_models: bool = False,
     progress: Callable[[str], None] | None = None,
     **transfer_kwargs: Any,
 ) -> Comparison:
     """Run each strategy (a name, ``(name, params)`` or ``{name, params, label}``) for every
-    seed on the same data and splits, with the baselines, and return the :class:`Comparison`.
+    seed on the same data and splits, with the baselines and controls, and return the
+    :class:`Comparison` (see the module docstring).
 
     ``baselines``: ``True`` (scratch, and source-only when ``source_model`` is given),
-    ``False``, or a list of ``"scratch"`` / ``"source-only"``. ``metric`` is a registered
-    metric (default: the run's headline metric). ``data`` is what
-    :func:`~lepton_platform.transfer` takes, or a function of the seed returning it (each seed
-    draws its own labelled sample; every row sees the same one for a given seed).
-    ``transfer_kwargs`` are those of :func:`lepton_platform.transfer` (domain, data, backbone,
-    pretrained, train, split, ...); ``train["seed"]`` is replaced by each seed in turn.
+    ``False`` (neither), or a list of ``"scratch"`` / ``"source-only"``. ``controls``: add the
+    control a strategy declares (an adaptation without its alignment). ``metric`` is a
+    registered metric (default: the run's headline metric). ``data`` is what
+    :func:`~lepton_platform.transfer` takes, or a function of the seed returning it;
+    ``resample_split=True`` splits the data with each seed (instead of the split's own seed),
+    so the spread over seeds includes the split's. ``transfer_kwargs`` are those of
+    :func:`lepton_platform.transfer` (domain, data, backbone, pretrained, train, split,
+    bootstrap: the number of resamples of the intervals, ...); ``train["seed"]`` is replaced by
+    each seed in turn.
 
-    With ``output_dir`` each row runs in ``<output_dir>/<label>/seed-<n>`` and keeps there only
-    its ``result.json`` once finished (checkpoints are deleted); ``resume=True`` reuses the
-    finished ones and continues the others from their checkpoints."""
-    from lepton_platform.api.job import resolve_data, resolve_domain, resolve_train
-    from lepton_platform.data import DataBundle
+    Every row and baseline is built before the first one trains. With ``output_dir`` each row
+    runs in ``<output_dir>/<label>/seed-<n>``; ``resume=True`` keeps the finished ones (their
+    time and details included) and continues the others from their checkpoints;
+    ``save_models`` keeps each row's model there."""
+    import dataclasses
+
+    from lepton_platform.api.job import resolve_data, resolve_domain, resolve_split, resolve_train
     from lepton_platform.registry import get_metric, get_strategy
 
     rows_wanted = [RowSpec.parse(s) for s in strategies]
@@ -286,94 +550,144 @@ def compare(
         raise ConfigError("compare: give at least one strategy")
     if not seeds:
         raise ConfigError("compare: give at least one seed")
-    labels = [r.label for r in rows_wanted]
-    for label in labels:
-        if labels.count(label) > 1 or label in BASELINES:
-            raise ConfigError(
-                f"compare: the row label {label!r} is used twice (or by a baseline); give each "
-                "row a label of its own"
-            )
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"compare: the seeds {list(seeds)} repeat one")
     for row in rows_wanted:
-        get_strategy(row.strategy)  # unknown names fail here, before any training
-    for key in ("strategy", "strategy_params", "output_dir", "save", "resume"):
+        get_strategy(row.strategy)  # unknown names fail here, before any data are read
+    for key in ("strategy", "strategy_params", "output_dir", "save", "resume", "scratch"):
         if key in transfer_kwargs:
             raise ConfigError(f"compare: {key!r} is set per row; do not pass it")
     chosen_baselines = _wanted_baselines(baselines, source_model)
     metric_spec = get_metric(metric) if metric is not None else None
+    plan = _plan(rows_wanted, chosen_baselines, controls)
 
     domain_obj = resolve_domain(
         transfer_kwargs.pop("domain"), transfer_kwargs.pop("domain_options", None)
     )
     data = transfer_kwargs.pop("data")
-    split = transfer_kwargs.pop("split", None)
+    split = resolve_split(transfer_kwargs.pop("split", None))
     on_bad_record = transfer_kwargs.pop("on_bad_record", "error")
+    resamples = int(transfer_kwargs.get("bootstrap", 1000))
 
     def bundle_for(seed: int) -> DataBundle:
         given = data(seed) if callable(data) else data
-        return resolve_data(domain_obj, given, split, on_bad_record)
+        wanted = dataclasses.replace(split, seed=seed) if resample_split else split
+        return resolve_data(domain_obj, given, wanted, on_bad_record)
 
-    shared = None if callable(data) else bundle_for(seeds[0])
+    per_seed = callable(data) or resample_split
+    shared = None if per_seed else bundle_for(seeds[0])
     base_train = resolve_train(transfer_kwargs.pop("train", None))
     out = Path(output_dir) if output_dir is not None else None
     say = progress or (lambda message: None)
 
-    plan: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
-        (r.label, "strategy", r.strategy, dict(r.params), {}) for r in rows_wanted
-    ]
-    if SCRATCH in chosen_baselines:
-        plan.append((SCRATCH, "baseline", "finetune", {}, {"scratch": True}))
-    rows = {
-        label: ComparisonRow(label, kind, params, strategy)
-        for label, kind, strategy, params, _ in plan
-    }
-    if SOURCE_ONLY in chosen_baselines:
-        rows[SOURCE_ONLY] = ComparisonRow(
-            SOURCE_ONLY, "baseline", {"model": str(source_model)}, "source-only"
-        )
-
-    headline: tuple[str, str, bool] | None = None
-    if metric_spec is not None:
-        headline = (metric_spec.name, metric_spec.key, metric_spec.higher_is_better)
     metrics = transfer_kwargs.pop("metrics", None)
     if metric_spec is not None:
         metrics = [metric_spec.name, *[m for m in (metrics or []) if m != metric_spec.name]]
+    source_row = (
+        ComparisonRow(SOURCE_ONLY, "baseline", {"model": str(source_model)}, "source-only")
+        if SOURCE_ONLY in chosen_baselines
+        else None
+    )
+
+    def folder_of(label: str, seed: int) -> Path | None:
+        return out / slug(label) / f"seed-{seed}" if out else None
+
+    def row_kwargs(item: _Planned, seed: int, bundle: DataBundle) -> dict[str, Any]:
+        return {
+            "domain": domain_obj,
+            "data": bundle,
+            "strategy": item.strategy,
+            "strategy_params": item.params,
+            "train": base_train.replace(seed=seed),
+            "metrics": metrics,
+            **{**transfer_kwargs, **item.overrides},
+        }
+
+    finished = {
+        (item.row.name, seed): _finished(folder_of(item.row.name, seed), seed)
+        for item in plan
+        for seed in seeds
+        if resume
+    }
+    finished = {k: v for k, v in finished.items() if v is not None}
+
+    # Build every row that will train, and the source-only baseline, before any trains.
+    first = shared if shared is not None else bundle_for(seeds[0])
+    to_train = [p for p in plan if any((p.row.name, s) not in finished for s in seeds)]
+    _preflight(
+        [row_kwargs(p, seeds[0], first) for p in to_train],
+        [p.row.name for p in to_train],
+        source_model if source_row is not None else None,
+        first,
+        say,
+    )
+
+    headline: Metric | None = None
+    task: Task | None = None
     for seed in seeds:
-        train = base_train.replace(seed=seed)
-        bundle = shared if shared is not None else bundle_for(seed)
-        for label, _kind, strategy, params, overrides in plan:
-            folder = out / slug(label) / f"seed-{seed}" if out else None
-            run = _finished(folder, seed) if resume else None
+        bundle = shared if shared is not None else (first if seed == seeds[0] else bundle_for(seed))
+        for item in plan:
+            run = finished.get((item.row.name, seed))
             if run is None:
-                say(f"{label} (seed {seed})")
-                run = _run_row(
-                    folder,
+                say(f"{item.row.name} (seed {seed})")
+                run, job = _run_row(
+                    folder_of(item.row.name, seed),
                     seed,
                     resume,
-                    domain=domain_obj,
-                    data=bundle,
-                    strategy=strategy,
-                    strategy_params=params,
-                    train=train,
-                    metrics=metrics,
-                    **{**transfer_kwargs, **overrides},
+                    save_models,
+                    **row_kwargs(item, seed, bundle),
                 )
+                headline = headline or job.headline
+                task = task or job.task
             else:
-                say(f"{label} (seed {seed}): finished earlier, kept")
-            headline = headline or (run["headline"][0], run["headline"][1], run["headline"][2])
-            rows[label].runs.append(run)
-        if SOURCE_ONLY in chosen_baselines:
+                say(f"{item.row.name} (seed {seed}): finished earlier, kept")
+            item.row.runs.append(run)
+        if source_row is not None:
             assert source_model is not None
-            rows[SOURCE_ONLY].runs.append(_source_only(source_model, bundle, seed, metrics))
+            source_row.runs.append(_source_only(source_model, bundle, seed, metrics))
 
-    assert headline is not None
+    rows = [p.row for p in plan if p.row.kind != "baseline"]
+    rows += [p.row for p in plan if p.row.kind == "baseline"]
+    rows += [source_row] if source_row is not None else []
+    if headline is None or task is None:  # every row was finished earlier: rebuild the names
+        headline, task = _headline_and_task(metrics, transfer_kwargs, first)
+    if metric_spec is not None:
+        from lepton_platform.engine.evaluate import Metric
+
+        headline = Metric.of(metric_spec)
     comparison = Comparison(
-        metric=headline[0],
-        key=headline[1],
-        higher_is_better=headline[2],
+        metric=headline.name,
+        key=headline.key,
+        higher_is_better=headline.higher_is_better,
         seeds=list(seeds),
-        rows=list(rows.values()),
+        rows=rows,
+        resample_split=resample_split,
     )
+    say("paired differences")
+    baseline_rows = [r for r in rows if r.kind == "baseline"]
+    for table_row in rows:
+        others = [b for b in baseline_rows if b is not table_row]
+        if table_row.control:
+            others.append(comparison.row(table_row.control))
+        for other in others:
+            diff = paired_difference(
+                headline,
+                task,
+                table_row.predictions(),
+                other.predictions(),
+                against=other.name,
+                resamples=resamples,
+                seed=seeds[0],
+            )
+            if diff is not None:
+                table_row.differences[other.name] = diff
     comparison.warnings = guard(comparison)
+    comparison.notes = control_notes(comparison)
+    if resamples < 1:
+        comparison.notes.append(
+            "bootstrap is 0 (evaluation.bootstrap): no paired intervals were computed, so the "
+            "guard gives no verdict; set it to 1000 for one"
+        )
     if out is not None:
         from lepton_platform._io import atomic_write_json, atomic_write_text
         from lepton_platform.engine.distributed import is_main_process
@@ -385,19 +699,84 @@ def compare(
     return comparison
 
 
-def _run_row(folder: Path | None, seed: int, resume: bool, **kwargs: Any) -> dict[str, Any]:
-    """One row for one seed: a transfer whose model is not saved; once finished only its
-    ``result.json`` stays in its folder (the checkpoints that a resume needed are deleted)."""
-    from lepton_platform.api.transfer import result_json, transfer
+def _preflight(
+    jobs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    source_model: str | Path | None,
+    bundle: DataBundle,
+    say: Callable[[str], None],
+) -> None:
+    """Build every row's job (model, options, data, the strategy's checks) without training,
+    and check the source model: a comparison fails here, in seconds, or not for these
+    reasons. Each job is dropped once built."""
+    import gc
+    import time
+
+    from lepton_platform.api.job import build_job
+    from lepton_platform.errors import LeptonError
+
+    started = time.perf_counter()
+    for label, kwargs in zip(labels, jobs, strict=True):
+        try:
+            job = build_job(**{k: v for k, v in kwargs.items() if k != "bootstrap"})
+        except LeptonError as exc:  # the same error, saying which row
+            raise type(exc)(f"compare: row {label!r} cannot run: {exc}") from exc
+        del job
+        gc.collect()
+    if source_model is not None:
+        _source_predictor(source_model, bundle)
+    checked = len(jobs) + (source_model is not None)
+    say(f"checked {checked} rows in {time.perf_counter() - started:.0f} s")
+
+
+def _headline_and_task(
+    metrics: Sequence[str] | None, kwargs: Mapping[str, Any], bundle: DataBundle
+) -> tuple[Metric, Task]:
+    from lepton_platform.api.job import resolve_metrics
+    from lepton_platform.registry import create_task
+
+    task = create_task(
+        kwargs.get("task", "classification"),
+        label_names=bundle.label_names,
+        **dict(kwargs.get("task_options") or {}),
+    )
+    return resolve_metrics(metrics, task)[0], task
+
+
+def _run_row(
+    folder: Path | None, seed: int, resume: bool, save_models: bool, **kwargs: Any
+) -> tuple[dict[str, Any], Any]:
+    """One row for one seed; once finished its folder keeps ``result.json``, the test
+    predictions and (``save_models``) the model; the checkpoints a resume needed go."""
+    from lepton_platform.api.job import build_job
+    from lepton_platform.api.transfer import result_json, run_job
     from lepton_platform.engine.distributed import is_main_process, wait_for_everyone
 
     resuming = resume and folder is not None and (folder / "training").is_dir()
-    result = transfer(output_dir=folder, save=False, resume=resuming, **kwargs)
+    bootstrap = kwargs.pop("bootstrap", 1000)
+    job = build_job(output_dir=folder, resume=resuming, **kwargs)
+    result = run_job(job, output_dir=folder, save=save_models, bootstrap=bootstrap)
+    test = result.predictions.get("test")
+    predictions = None if test is None else (test["logits"], test["labels"])
     if folder is not None:
         if is_main_process():
+            if predictions is not None:
+                _write_predictions(folder / PREDICTIONS, *predictions)
             shutil.rmtree(folder / "training", ignore_errors=True)
         wait_for_everyone()
-    return _row_run(result_json(result), seed)
+    run = _row_run(result_json(result), seed)
+    run["predictions"] = predictions
+    return run, job
+
+
+def _write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
+    import numpy as np
+
+    from lepton_platform._io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, logits=np.asarray(logits), labels=np.asarray(labels))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _row_run(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -408,6 +787,7 @@ def _row_run(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
         "metrics": result["metrics"],
         "seconds": result.get("seconds"),
         "peak_memory_mb": result.get("peak_memory_mb"),
+        "memory_added_mb": result.get("memory_added_mb"),
         "details": result.get("details", {}),
         "history": result.get("history", []),
         "headline": [headline.get("metric"), headline.get("key"), headline.get("higher_is_better")],
@@ -415,18 +795,25 @@ def _row_run(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def _finished(folder: Path | None, seed: int) -> dict[str, Any] | None:
-    """A row finished by an earlier run of this comparison (its ``result.json``), if any."""
+    """A row finished by an earlier run of this comparison (its ``result.json`` and test
+    predictions), if any; anything unreadable means not finished."""
     import json
+
+    import numpy as np
 
     if folder is None or not (folder / "result.json").is_file():
         return None
     try:
         data = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with np.load(folder / PREDICTIONS) as saved:
+            predictions = (saved["logits"], saved["labels"])
+    except (OSError, ValueError, KeyError):
         return None
     if not isinstance(data, dict) or "metrics" not in data or "headline" not in data:
         return None
-    return _row_run(data, seed)
+    run = _row_run(data, seed)
+    run["predictions"] = predictions
+    return run
 
 
 def _disk_mb(folder: Path) -> float:
@@ -434,25 +821,31 @@ def _disk_mb(folder: Path) -> float:
     return total / 2**20
 
 
+def _source_predictor(source_model: str | Path, bundle: DataBundle) -> Any:
+    from lepton_platform.api.predictor import load
+
+    predictor = load(source_model)
+    if list(predictor.label_names) != list(bundle.label_names):
+        raise ConfigError(
+            f"source model {source_model} predicts {predictor.label_names}, the target has "
+            f"{bundle.label_names}: the source-only baseline needs one label space"
+        )
+    return predictor
+
+
 def _source_only(
-    source_model: str | Path, bundle: Any, seed: int, metrics: Sequence[str] | None
+    source_model: str | Path, bundle: DataBundle, seed: int, metrics: Sequence[str] | None
 ) -> dict[str, Any]:
     """The source model applied to the target's test split as it is."""
     import time
 
     from lepton_platform._memory import PeakMemory
     from lepton_platform.api.job import resolve_metrics
-    from lepton_platform.api.predictor import load
     from lepton_platform.engine.evaluate import compute_metrics
 
     with PeakMemory() as memory:
         started = time.perf_counter()
-        predictor = load(source_model)
-        if list(predictor.label_names) != list(bundle.label_names):
-            raise ConfigError(
-                f"source model {source_model} predicts {predictor.label_names}, the target has "
-                f"{bundle.label_names}: the source-only baseline needs one label space"
-            )
+        predictor = _source_predictor(source_model, bundle)
         logits, labels = predictor.logits_dataset(bundle.test)
         if labels is None:
             raise ConfigError("the source-only baseline needs a labelled test split")
@@ -463,5 +856,7 @@ def _source_only(
         "metrics": values,
         "seconds": time.perf_counter() - started,
         "peak_memory_mb": memory.peak_mb,
+        "memory_added_mb": memory.added_mb,
         "details": {},
+        "predictions": (logits, labels),
     }

@@ -283,14 +283,26 @@ class CompareSection(Section):
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1, description="seeds of every row")
     baselines: bool | list[Literal["scratch", "source-only"]] = Field(
         default=True,
-        description="true: scratch (and source-only with a source_model); false: none; or a "
-        "list of scratch / source-only",
+        description="true: scratch, and source-only when source_model is given; false: "
+        "neither; or a list naming the ones wanted (scratch, source-only)",
     )
     source_model: str | None = Field(
-        default=None, description="a saved source model: adds the source-only baseline"
+        default=None,
+        description="a saved source model: the source-only baseline applies it to the target",
     )
     metric: str | None = Field(
         default=None, description="the table's registered metric (default: the headline)"
+    )
+    controls: bool = Field(
+        default=True,
+        description="add each strategy's control (an adaptation with its alignment off)",
+    )
+    resample_split: bool = Field(
+        default=False,
+        description="split the data anew with every seed (the split's spread joins the seeds')",
+    )
+    save_models: bool = Field(
+        default=False, description="keep every row's trained model in its folder"
     )
 
 
@@ -456,6 +468,11 @@ class RunConfig(Section):
         kwargs = self.to_transfer_kwargs()
         kwargs.pop("strategy")
         kwargs.pop("strategy_params")
+        if kwargs.pop("scratch"):
+            raise ConfigError(
+                "backbone.scratch: a comparison has its own scratch baseline row "
+                "(compare.baselines); remove backbone.scratch"
+            )
         if strategies:
             check_names("compare.strategies", "strategy", strategies)
             chosen: list[Any] = list(strategies)
@@ -468,6 +485,9 @@ class RunConfig(Section):
         kwargs["baselines"] = self.compare.baselines
         kwargs["source_model"] = self.compare.source_model
         kwargs["metric"] = self.compare.metric
+        kwargs["controls"] = self.compare.controls
+        kwargs["resample_split"] = self.compare.resample_split
+        kwargs["save_models"] = self.compare.save_models
         if output_dir is not None:
             kwargs["output_dir"] = Path(output_dir)
         return kwargs

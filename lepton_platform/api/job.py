@@ -405,11 +405,14 @@ def build_job(
     """Build a ready job from names or objects (see :func:`lepton_platform.transfer` for the
     arguments). Cheap checks come first (settings, the strategy's parameters, the metric
     names), then the data are read, the model is built and checked by the strategy, and the
-    ``splits`` are prepared with the backbone's preprocessing. ``scratch=True`` builds the
-    backbone's architecture with random weights (the from-scratch baseline)."""
+    ``splits`` are prepared with the backbone's preprocessing, and the strategy checks the job
+    (:meth:`~lepton_platform.strategies.Strategy.check_job`): nothing trains before every check
+    passed. ``scratch=True`` builds the backbone's architecture with random weights (the
+    from-scratch baseline)."""
     import torch
 
     from lepton_platform.adaptation._common import strip_labels
+    from lepton_platform.artifacts import is_model_folder, source_head
     from lepton_platform.data import prepare
     from lepton_platform.engine.jobs import Engine
     from lepton_platform.strategies import TransferJob
@@ -474,12 +477,28 @@ def build_job(
         config=config,
         output_dir=out / "training" if out else None,
         pretrained_state=snapshot(backbone_obj) if has_weights(recorded_weights) else None,
+        source_model=(
+            Path(recorded_weights).expanduser().absolute()
+            if isinstance(recorded_weights, str | os.PathLike) and is_model_folder(recorded_weights)
+            else None
+        ),
         unlabelled_target=target,
         metrics=metric_objs,
         monitor=monitor,
         resume=resume,
         engine=Engine(callbacks),
     )
+    if strategy_obj.needs_source_head:
+        if transfer_job.source_model is None:
+            transfer_job.source_head_note = (
+                "the backbone's weights are not a Lepton model folder (a source model saved "
+                "by Lepton), so there is no source head"
+            )
+        else:
+            transfer_job.source_head, transfer_job.source_head_note = source_head(
+                transfer_job.source_model, task_obj.config(), task_obj.label_names
+            )
+    strategy_obj.check_job(transfer_job)
     return Job(
         domain=domain_obj,
         bundle=bundle,

@@ -59,6 +59,8 @@ class TransferResult:
     seconds: float
     peak_memory_mb: float
     artifact: Path | None = None
+    #: How far memory (RSS) rose above its level when training started: the run's own.
+    memory_added_mb: float = 0.0
     predictions: dict[str, Any] = field(default_factory=dict, repr=False)
     headline_metric: str = ""
     headline_key: str = ""
@@ -179,6 +181,7 @@ def run_job(
             backbone=record["backbone"],
             seconds=time.perf_counter() - started,
             peak_memory_mb=memory.peak_mb,
+            memory_added_mb=memory.added_mb,
             artifact=artifact,
             predictions=predictions,
             headline_metric=job.headline.name,
@@ -232,6 +235,7 @@ def result_json(result: TransferResult) -> dict[str, Any]:
         "backbone": result.backbone,
         "seconds": result.seconds,
         "peak_memory_mb": result.peak_memory_mb,
+        "memory_added_mb": result.memory_added_mb,
         "artifact": str(result.artifact) if result.artifact else None,
     }
 

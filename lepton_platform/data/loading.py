@@ -303,10 +303,12 @@ def load_data(
     )
 
 
-def _load_source(domain: Domain, source: Mapping[str, Any], bad: BadRecords) -> Any:
-    """One source read through the domain's reader, except a dataset for a domain whose reader
-    takes none (:attr:`Domain.reads_datasets`): that one is used as it is, in the standard
-    schema."""
+def _load_source(
+    domain: Domain, source: Mapping[str, Any], bad: BadRecords, *, unlabelled: bool = False
+) -> Any:
+    """One source read through the domain's reader (``unlabelled``: its reader of unlabelled
+    inputs), except a dataset for a domain whose reader takes none
+    (:attr:`Domain.reads_datasets`): that one is used as it is, in the standard schema."""
     given = source.get("dataset")
     if isinstance(given, datasets.Dataset | datasets.DatasetDict) and not domain.reads_datasets:
         extra = [k for k in source if k not in (*DATA_KEYS, "dataset")]
@@ -317,22 +319,26 @@ def _load_source(domain: Domain, source: Mapping[str, Any], bad: BadRecords) -> 
                 f"(input columns {list(domain.input_columns)} and 'label')"
             )
         return given
-    return domain.load({k: v for k, v in source.items() if k not in DATA_KEYS}, bad_records=bad)
+    options = {k: v for k, v in source.items() if k not in DATA_KEYS}
+    if unlabelled:
+        return domain.load_unlabelled(options, bad_records=bad)
+    return domain.load(options, bad_records=bad)
 
 
 def load_unlabelled(
     domain: Domain, sources: Sources, *, on_bad_record: OnBadRecord = "error"
 ) -> datasets.Dataset:
     """Every row of every source read with ``domain`` (every split of a source that has
-    several), without labels: unlabelled target data for domain adaptation. A source may hold
-    labels (a class-folder tree); they are dropped unread, never used."""
+    several) with :meth:`Domain.load_unlabelled`, without labels: unlabelled target data for
+    domain adaptation. A source may hold labels (a class-folder tree); they are dropped
+    unread, never used."""
     dom = _check_domain(domain)
     bad = BadRecords(on_bad_record)
     parts: list[datasets.Dataset] = []
     for i, src in enumerate(source_list(sources)):
         name = _source_name(src, i)
         where = f"unlabelled source {name!r}"
-        loaded = _load_source(dom, src, bad)
+        loaded = _load_source(dom, src, bad, unlabelled=True)
         pieces = list(loaded.values()) if isinstance(loaded, datasets.DatasetDict) else [loaded]
         for piece in pieces:
             if not isinstance(piece, datasets.Dataset):

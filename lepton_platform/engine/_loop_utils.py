@@ -42,7 +42,8 @@ class BatchPlan:
     The order of an epoch depends only on ``(seed, epoch)``, never on a global RNG, so a resumed
     run sees exactly the batches an uninterrupted run would. A global batch of ``n`` examples is
     split over ``P`` processes in contiguous shares whose sizes differ by at most one; a final
-    global batch smaller than ``P`` is dropped (every process must take part in every step).
+    global batch smaller than ``2 P`` is dropped (every process must take part in every step,
+    with at least two rows: batch-norm cannot train on one).
     """
 
     def __init__(
@@ -84,13 +85,24 @@ class BatchPlan:
                 order[start : start + self.batch_size]
                 for start in range(0, self.num_examples, self.batch_size)
             ]
-        if batches and len(batches[-1]) < self.num_processes:
+        if batches and len(batches[-1]) < self.smallest:
             batches.pop()
         return batches
 
+    @property
+    def smallest(self) -> int:
+        """The smallest global batch that is trained on: two rows per process."""
+        return 2 * max(self.num_processes, 1)
+
+    @staticmethod
+    def trained_rows(num_examples: int, batch_size: int, num_processes: int) -> int:
+        """How many of ``num_examples`` an epoch trains on (the final batch may be dropped)."""
+        full, rest = divmod(num_examples, batch_size)
+        return full * batch_size + (rest if rest >= 2 * max(num_processes, 1) else 0)
+
     def __len__(self) -> int:
         full, rest = divmod(self.num_examples, self.batch_size)
-        return full + (1 if rest >= max(self.num_processes, 1) and rest else 0)
+        return full + (1 if rest >= self.smallest else 0)
 
     @staticmethod
     def share(batch: np.ndarray, rank: int, num_processes: int) -> np.ndarray:
@@ -170,11 +182,13 @@ class DatasetView(torch.utils.data.Dataset[Any]):
     """A ``datasets.Dataset`` seen as rows of the preprocessor's columns plus ``label``.
 
     Rows are fetched a batch at a time (``__getitems__``); each key is ``(row, seed)`` or a
-    plain row index."""
+    plain row index. ``labels`` (one per row), when set, replace the ``label`` column
+    (:meth:`~lepton_platform.engine.finetune.Trainer.relabel`)."""
 
     def __init__(self, dataset: Any, columns: Sequence[str]) -> None:
         self.dataset = dataset.select_columns(list(columns))
         self.columns = list(columns)
+        self.labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -189,6 +203,8 @@ class DatasetView(torch.utils.data.Dataset[Any]):
         else:
             rows, seed = [int(k) for k in keys], -1
         columns = self.dataset[rows]
+        if self.labels is not None and "label" in columns:
+            columns["label"] = self.labels[rows].tolist()
         examples = [{c: columns[c][i] for c in self.columns} for i in range(len(rows))]
         return seed, examples
 

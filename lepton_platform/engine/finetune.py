@@ -122,6 +122,10 @@ class Trainer:
     ``param_groups``: torch-style dicts with ``params`` and optional ``lr``, ``weight_decay``
     and ``name`` (default: every parameter, no weight decay on biases and normalisation
     weights). ``regularizer(model)`` returns a scalar added to each step's loss (L2-SP).
+    ``loss(logits, labels)`` replaces the task's loss as the training objective of a batch (the
+    mean over its examples, like the task's: SHOT's information maximisation); validation, the
+    monitor and the best-epoch choice keep the task's. :meth:`relabel` replaces the training
+    labels between epochs (self-training on pseudo-labels recomputed every epoch).
     ``monitor`` resolves ``config.monitor`` (a metric's spec gives its direction; needed when
     it names a metric). ``best_model`` replaces the default choice of the best epoch (the
     monitored validation value) by another :class:`BestModel` (a label-free validator's).
@@ -141,6 +145,7 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         monitor: Monitor | None = None,
         best_model: BestModel | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -149,6 +154,7 @@ class Trainer:
         self.monitor = _check_monitor(config, monitor)
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.regularizer = regularizer
+        self.loss = loss if loss is not None else task.loss
         self.should_stop = False
         self.accelerator = _make_accelerator(config, self.output_dir)
         if config.batch_size % self.accelerator.num_processes:
@@ -183,6 +189,8 @@ class Trainer:
         self._state = _RunState()
         self._fingerprints: dict[str, Any] = {}
         self._batches_per_epoch = 0
+        self._view: DatasetView | None = None
+        self._in_epoch = False
 
     # ------------------------------------------------------------------ public helpers
 
@@ -202,6 +210,34 @@ class Trainer:
     def at_epoch_end(self) -> bool:
         """Whether the current epoch has run all its batches."""
         return self._state.batch >= self._batches_per_epoch
+
+    def relabel(self, labels: Sequence[int] | np.ndarray) -> None:
+        """Train on ``labels`` (one class index per row of the training data, in its order)
+        instead of its ``label`` column, from the coming epoch on: for self-training whose
+        pseudo-labels are recomputed every epoch. Call it from a callback's ``on_epoch_start``
+        (or ``on_train_start``); on a resume mid-epoch ``on_epoch_start`` runs again and must
+        give that epoch's labels again (keep them in the callback's state). Single-label
+        tasks only; refused outside :meth:`fit` and during an epoch."""
+        if self._view is None or self._in_epoch:
+            raise ConfigError(
+                "Trainer.relabel is for the time between epochs of fit(): call it from a "
+                "callback's on_train_start or on_epoch_start"
+            )
+        if self.task.multi_label:
+            raise ConfigError("Trainer.relabel takes one class index per row: single-label only")
+        values = np.asarray(labels)
+        if values.shape != (len(self._view),) or values.dtype.kind not in "iu":
+            raise DataError(
+                f"Trainer.relabel needs one integer label per training row ({len(self._view)}), "
+                f"got an array of shape {values.shape} and dtype {values.dtype}"
+            )
+        bad = values[(values < 0) | (values >= self.task.num_labels)]
+        if bad.size:
+            raise DataError(
+                f"Trainer.relabel: label {int(bad[0])} is outside the label space "
+                f"0..{self.task.num_labels - 1}"
+            )
+        self._view.labels = values.astype(np.int64)
 
     def trainable_names(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -285,8 +321,8 @@ class Trainer:
         self._batches_per_epoch = len(plan)
         if self._batches_per_epoch == 0:
             raise DataError(
-                f"the training dataset has {len(train)} examples, fewer than the "
-                f"{num_processes} processes: nothing to train on"
+                f"the training dataset has {len(train)} examples, fewer than two for each of "
+                f"the {num_processes} process(es): nothing to train on"
             )
         steps_per_epoch = math.ceil(self._batches_per_epoch / cfg.grad_accum_steps)
         total_steps = steps_per_epoch * cfg.epochs
@@ -314,9 +350,9 @@ class Trainer:
         self.metrics_log.open(self, resumed_from is not None)
         self._init_trackers()
         try:
+            view = self._view = DatasetView(train, [*preprocessor.output_columns, "label"])
             for callback in self.callbacks:
                 callback.on_train_start(self)
-            view = DatasetView(train, [*preprocessor.output_columns, "label"])
             collate = make_collate(
                 preprocessor,
                 train=True,
@@ -334,9 +370,12 @@ class Trainer:
                 self._wrapped.train()
                 for callback in self.callbacks:
                     callback.on_epoch_start(self, epoch)
+                self._in_epoch = True
                 self._train_epoch(state, plan, view, collate, augment_seed, rank, num_processes)
+                self._in_epoch = False
                 self._end_epoch(state, validation, preprocessor)
         finally:
+            self._view, self._in_epoch = None, False
             torch.set_float32_matmul_precision(previous_precision)
             self.metrics_log.close()
             if self.trackers_on:
@@ -410,7 +449,7 @@ class Trainer:
                 sync = contextlib.nullcontext() if closes_window else acc.no_sync(self._wrapped)
                 with sync:
                     logits = self._wrapped(**batch)
-                    data_loss = self.task.loss(logits, labels)
+                    data_loss = self.loss(logits, labels)
                     n_local = int(labels.shape[0])
                     loss = data_loss * (n_local * num_processes / window_examples)
                     if self.regularizer is not None:

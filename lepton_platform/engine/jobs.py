@@ -46,6 +46,7 @@ class Engine:
         callbacks: Iterable[Callback] = (),
         stage: str | None = None,
         best_model: BestModel | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> Trainer:
         output = job.output_dir / stage if (job.output_dir and stage) else job.output_dir
         trainer = Trainer(
@@ -58,6 +59,7 @@ class Engine:
             callbacks=(*tuple(callbacks), *self.extra_callbacks),
             monitor=job.monitor,
             best_model=best_model,
+            loss=loss,
         )
         if job.resume and output is not None:
             trainer.fit = functools.partial(trainer.fit, resume=True)  # type: ignore[method-assign]

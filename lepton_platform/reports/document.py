@@ -269,11 +269,14 @@ def _metrics(report: Report, result: Mapping[str, Any]) -> None:
     history = result.get("history") or []
     if history:
         report.blocks.append(("h2", "Learning curves"))
+        restored, sentence = _restored(history, (result.get("details") or {}).get("selection"))
+        if sentence:
+            report.blocks.append(("p", sentence))
         _add_figure(
             report,
             "learning-curves.png",
-            "Loss and validation metrics per epoch",
-            lambda: figures.learning_curves(history),
+            "Loss and validation metrics per epoch (dashed: the epoch restored)",
+            lambda: figures.learning_curves(history, restored),
         )
     scalars = {split: _scalars(values) for split, values in metrics.items() if values}
     if scalars:
@@ -307,36 +310,82 @@ def _metrics(report: Report, result: Mapping[str, Any]) -> None:
         report.blocks.append(("table", ["class", *stats], table))
 
 
+def _restored(
+    history: Sequence[Mapping[str, Any]], selection: Mapping[str, Any] | None
+) -> tuple[int | None, str]:
+    """Where in ``history`` the kept model's epoch is (1-based; the last stage's when the
+    strategy trained in stages) and a sentence naming it and what chose it."""
+    if not selection or selection.get("chosen_epoch") is None:
+        return None, ""
+    chosen = int(selection["chosen_epoch"])
+    positions = [i for i, h in enumerate(history) if h.get("epoch") == chosen]
+    chooser = selection.get("validator") or selection.get("chosen_by") or "the monitor"
+    where = positions[-1] + 1 if positions else None
+    return where, (
+        f"The model of epoch {chosen + 1} (counting from 1) was restored at the end, chosen by "
+        f"{chooser} on the validation split."
+        if selection.get("validator") is None
+        else f"The model of epoch {chosen + 1} (counting from 1) was restored at the end, "
+        f"chosen by the label-free validator {chooser!r}."
+    )
+
+
 def _comparison(report: Report, comparison: Mapping[str, Any]) -> None:
     metric = str(comparison.get("metric", "score"))
     rows = list(comparison.get("rows") or [])
     seeds = comparison.get("seeds") or []
+    baselines = [str(r["name"]) for r in rows if r.get("kind") == "baseline"]
+    against = [*baselines, *(["control"] if any(r.get("control") for r in rows) else [])]
     report.blocks.append(("h2", "Comparison with baselines"))
+    split = (
+        "each seed drew its own split, the same for every row"
+        if comparison.get("resample_split")
+        else "every row ran on the same split"
+    )
     report.blocks.append(
         (
             "p",
-            f"Every row ran on the same splits with seeds {list(seeds)}; {metric} on the test "
-            "split, mean ± standard deviation over seeds.",
+            f"Seeds {list(seeds)}; {split}. {metric} on the test split, mean ± standard "
+            "deviation over seeds. Δ is the row minus the baseline (or the row's control: the "
+            "same training with the part under test switched off) on the same test rows, "
+            "positive when the row is better, with a 95% paired bootstrap interval over test "
+            "rows and seeds.",
         )
     )
+
+    def delta(row: Mapping[str, Any], name: str) -> str:
+        key = row.get("control") if name == "control" else name
+        diff = (row.get("differences") or {}).get(key) if key else None
+        if not diff:
+            return ""
+        return f"{diff['delta']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
+
     table = [
         [
-            f"{r.get('name')} (baseline)" if r.get("kind") == "baseline" else r.get("name"),
+            r.get("name") if r.get("kind") == "strategy" else f"{r.get('name')} ({r.get('kind')})",
             f"{_cell(r.get('mean'))} ± {_cell(r.get('std'))}",
+            *[delta(r, name) for name in against],
             f"{float(r['seconds']):.1f}" if _finite(r.get("seconds")) else "",
-            f"{float(r['peak_memory_mb']):.0f}" if _finite(r.get("peak_memory_mb")) else "",
+            f"{float(r['memory_added_mb']):.0f}" if _finite(r.get("memory_added_mb")) else "",
         ]
         for r in rows
     ]
-    report.blocks.append(("table", ["strategy", metric, "time (s)", "peak memory (MB)"], table))
+    headers = ["row", metric, *[f"Δ vs {a}" for a in against], "time (s)", "memory added (MB)"]
+    report.blocks.append(("table", headers, table))
     for warning in comparison.get("warnings") or []:
         report.blocks.append(("warning", str(warning)))
-    if not comparison.get("warnings") and any(r.get("kind") == "baseline" for r in rows):
-        report.blocks.append(("p", "No strategy scored below the best baseline beyond the noise."))
+    for note in comparison.get("notes") or []:
+        report.blocks.append(("p", f"Note: {note}"))
+    if not comparison.get("warnings") and baselines:
+        report.blocks.append(
+            ("p", "No strategy's interval lies wholly below a baseline: no negative transfer.")
+        )
+    if comparison.get("disk_mb"):
+        report.blocks.append(("p", f"Disk used by the comparison: {comparison['disk_mb']:.1f} MB."))
     _add_figure(
         report,
         "comparison.png",
-        f"{metric} per strategy",
+        f"{metric} per row",
         lambda: figures.comparison_bars(rows, metric),
     )
 

@@ -44,8 +44,12 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(float(value)) else None
 
 
-def learning_curves(history: Sequence[Mapping[str, Any]]) -> bytes | None:
-    """Training and validation loss per epoch (left), validation metrics (right)."""
+def learning_curves(
+    history: Sequence[Mapping[str, Any]], restored: int | None = None
+) -> bytes | None:
+    """Training and validation loss per epoch (left), validation metrics (right); a dashed
+    line marks ``restored``, the 1-based position in ``history`` of the epoch whose model was
+    kept."""
     if not history:
         return None
     steps = list(range(1, len(history) + 1))
@@ -62,6 +66,8 @@ def learning_curves(history: Sequence[Mapping[str, Any]]) -> bytes | None:
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if restored is not None:
+            ax.axvline(restored, color="#555555", linestyle="--", linewidth=1, label="restored")
     axes[0].set_xlabel("epoch (all stages in order)")
     axes[0].set_ylabel("loss")
     axes[0].set_title("Loss")
@@ -69,6 +75,7 @@ def learning_curves(history: Sequence[Mapping[str, Any]]) -> bytes | None:
     if scores:
         for key in scores:
             axes[1].plot(steps, [_number(h.get(key)) for h in history], marker="o", label=key)
+        axes[1].set_ylabel("metric")
         axes[1].set_xlabel("epoch (all stages in order)")
         axes[1].set_title("Validation metrics")
         axes[1].legend()
@@ -119,7 +126,7 @@ def class_counts(classes: Mapping[str, Mapping[str, int]]) -> bytes | None:
 
 
 def comparison_bars(rows: Sequence[Mapping[str, Any]], metric: str) -> bytes | None:
-    """Mean and standard deviation of ``metric`` per strategy; baselines in grey."""
+    """Mean and standard deviation of ``metric`` per row; baselines grey, controls orange."""
     if not rows:
         return None
     plt = _pyplot()
@@ -127,10 +134,13 @@ def comparison_bars(rows: Sequence[Mapping[str, Any]], metric: str) -> bytes | N
     names = [str(r["name"]) for r in rows]
     means = [_number(r.get("mean")) or 0.0 for r in rows]
     stds = [_number(r.get("std")) or 0.0 for r in rows]
-    colours = ["#9e9e9e" if r.get("kind") == "baseline" else "#1f77b4" for r in rows]
+    palette = {"baseline": "#9e9e9e", "control": "#f2a65a"}
+    colours = [palette.get(str(r.get("kind")), "#1f77b4") for r in rows]
     ax.bar(names, means, yerr=stds, color=colours, capsize=4)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} on the test split (mean ± std over seeds; grey: baselines)")
+    ax.set_title(
+        f"{metric} on the test split (mean ± std over seeds; grey: baselines, orange: controls)"
+    )
     ax.tick_params(axis="x", rotation=30)
     return _png(fig)
 

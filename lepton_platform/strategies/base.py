@@ -54,6 +54,7 @@ class JobEngine(Protocol):
         callbacks: Iterable[Callback] = (),
         stage: str | None = None,
         best_model: BestModel | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> Trainer: ...
 
     def predict(
@@ -84,6 +85,14 @@ class TransferJob:
     monitor: Monitor | None = None
     #: Continue every training stage from its newest checkpoint under ``output_dir``.
     resume: bool = False
+    #: The Lepton model folder the backbone's weights came from (``None``: another kind of
+    #: weights, or none).
+    source_model: Path | None = None
+    #: That source model's head (its state dict) when the strategy ``needs_source_head`` and
+    #: the source was trained for the same task on the same labels; else ``None``, and
+    #: ``source_head_note`` says why.
+    source_head: Mapping[str, torch.Tensor] | None = None
+    source_head_note: str = ""
     #: The engines' services (set by whoever builds the job).
     engine: JobEngine | None = field(default=None, repr=False)
 
@@ -106,9 +115,11 @@ class TransferJob:
         callbacks: Iterable[Callback] = (),
         stage: str | None = None,
         best_model: BestModel | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> Trainer:
         """A fine-tune engine trainer for this job (one per training stage); ``best_model``
-        replaces the default choice of the best epoch."""
+        replaces the default choice of the best epoch, ``loss(logits, labels)`` the task's loss
+        as the training objective of a batch."""
         return self._engine().trainer(
             self,
             model=model,
@@ -118,6 +129,7 @@ class TransferJob:
             callbacks=callbacks,
             stage=stage,
             best_model=best_model,
+            loss=loss,
         )
 
     def predict(
@@ -153,9 +165,13 @@ class Strategy(ABC):
     name: str = "strategy"
     needs_pretrained: bool = False
     needs_batchnorm: bool = False
+    #: It starts from the whole source model (backbone and head): the job's builder reads the
+    #: head of the Lepton model folder the backbone came from into ``job.source_head``.
+    needs_source_head: bool = False
 
     def check(self, model: TransferModel, *, pretrained: bool) -> None:
-        """Raise :class:`ConfigError` before training when the strategy cannot apply."""
+        """Raise :class:`ConfigError` before training when the strategy cannot apply to the
+        model (called as soon as the model is built, before the data are prepared)."""
         if self.needs_pretrained and not pretrained:
             raise ConfigError(
                 f"strategy {self.name!r} needs pretrained weights (theta_0), but the backbone "
@@ -166,6 +182,25 @@ class Strategy(ABC):
                 f"strategy {self.name!r} re-estimates batch-norm statistics, but backbone "
                 f"{type(model.backbone).__name__} has no batch-norm layers"
             )
+
+    def check_job(self, job: TransferJob) -> None:
+        """Raise before training when the strategy cannot run this job: what it needs besides
+        the model (an unlabelled target, a source model's head). Called once the job is built,
+        data prepared, so that ``compare`` can build every row before training any. The base
+        class checks ``needs_source_head``."""
+        if self.needs_source_head and job.source_head is None:
+            raise ConfigError(
+                f"strategy {self.name!r} starts from the whole source model, head included, but "
+                f"{job.source_head_note or 'the job has no source head'}: give the backbone's "
+                "pretrained as a Lepton model folder trained for the same task and labels"
+            )
+
+    def control(self) -> dict[str, Any] | None:
+        """The parameters of this strategy's *control*: the same training with the part under
+        test switched off (an adaptation's alignment term), so that a gain can be credited to
+        that part and not to the extra training; ``None`` when it has none. ``compare`` adds
+        the control beside the row."""
+        return None
 
     @abstractmethod
     def run(self, job: TransferJob) -> TransferOutcome:

@@ -705,7 +705,12 @@ class PluginConformance:
         )
         _json_roundtrip(strategy.config(), f"strategy {strategy_spec.name!r} config()")
         job = self.strategy_job(strategy_spec)
+        if strategy.needs_source_head and job.source_head is not None:
+            from lepton_platform.testing.tiny import trained_source
+
+            job = trained_source(job)  # a source model's confident head, not a random one
         strategy.check(job.model, pretrained=job.pretrained_state is not None)
+        strategy.check_job(job)
         outcome = strategy.run(job)
         assert isinstance(outcome, TransferOutcome), (
             f"strategy {strategy_spec.name!r}: run() returned {type(outcome).__name__}, "

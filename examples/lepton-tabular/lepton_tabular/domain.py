@@ -63,6 +63,42 @@ class TabularDomain(Domain):
         ``source``: ``path`` (required), ``label_column``, ``group_column``, ``feature_columns``
         (default: every other column) and ``label_names`` (default: the sorted labels seen).
         """
+        rows, path, group_column = self._rows(source, bad_records, labelled=True)
+        seen = sorted({str(label) for _, label, _ in rows})
+        label_names = [str(n) for n in source.get("label_names") or seen]
+        missing = sorted(set(seen) - set(label_names))
+        if missing:
+            raise DataError(f"{path}: labels {missing} are not among label_names {label_names}")
+        index = {name: i for i, name in enumerate(label_names)}
+        data: dict[str, list[Any]] = {
+            "features": [f for f, _, _ in rows],
+            "label": [index[str(label)] for _, label, _ in rows],
+        }
+        features = datasets.Features(
+            {
+                "features": datasets.List(datasets.Value("float32")),
+                "label": datasets.ClassLabel(names=label_names),
+            }
+        )
+        if group_column is not None:
+            data["group"] = [g for _, _, g in rows]
+            features["group"] = datasets.Value("string")
+        return datasets.Dataset.from_dict(data, features=features)
+
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset:
+        """Unlabelled feature vectors: a CSV file (or folder of them) with or without the
+        label column (a label there is ignored, unread)."""
+        rows, _, _ = self._rows(source, bad_records, labelled=False)
+        features = datasets.Features({"features": datasets.List(datasets.Value("float32"))})
+        return datasets.Dataset.from_dict({"features": [f for f, _, _ in rows]}, features=features)
+
+    def _rows(
+        self, source: Mapping[str, Any], bad_records: BadRecords, *, labelled: bool
+    ) -> tuple[list[tuple[list[float], str | None, str | None]], Path, str | None]:
+        """The rows of a source's files (features, label, group), its path and group column;
+        without ``labelled`` the label column may be absent and is never read."""
         unknown = sorted(set(source) - set(_SOURCE_KEYS))
         if unknown:
             raise ConfigError(
@@ -86,38 +122,14 @@ class TabularDomain(Domain):
         group_column = source.get("group_column", self.group_column)
         wanted = source.get("feature_columns")
 
-        rows: list[tuple[list[float], str, str | None]] = []
-        width: int | None = None
+        rows: list[tuple[list[float], str | None, str | None]] = []
         for file in files:
-            for features, label, group in self._read_file(
-                file, label_column, group_column, wanted, bad_records
-            ):
-                if width is None:
-                    width = len(features)
-                rows.append((features, label, group))
+            rows.extend(
+                self._read_file(file, label_column, group_column, wanted, bad_records, labelled)
+            )
         if not rows:
             raise DataError(f"{path}: no readable rows")
-
-        seen = sorted({label for _, label, _ in rows})
-        label_names = [str(n) for n in source.get("label_names") or seen]
-        missing = sorted(set(seen) - set(label_names))
-        if missing:
-            raise DataError(f"{path}: labels {missing} are not among label_names {label_names}")
-        index = {name: i for i, name in enumerate(label_names)}
-        data: dict[str, list[Any]] = {
-            "features": [f for f, _, _ in rows],
-            "label": [index[label] for _, label, _ in rows],
-        }
-        features = datasets.Features(
-            {
-                "features": datasets.List(datasets.Value("float32")),
-                "label": datasets.ClassLabel(names=label_names),
-            }
-        )
-        if group_column is not None:
-            data["group"] = [g for _, _, g in rows]
-            features["group"] = datasets.Value("string")
-        return datasets.Dataset.from_dict(data, features=features)
+        return rows, path, group_column
 
     def _read_file(
         self,
@@ -126,14 +138,16 @@ class TabularDomain(Domain):
         group_column: str | None,
         wanted: Sequence[str] | None,
         bad_records: BadRecords,
-    ) -> list[tuple[list[float], str, str | None]]:
+        labelled: bool = True,
+    ) -> list[tuple[list[float], str | None, str | None]]:
         with file.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None:
                 raise DataError(f"{file}: empty file, expected a header row")
             header = [h.strip() for h in header]
-            if label_column not in header:
+            has_label = label_column in header
+            if labelled and not has_label:
                 raise DataError(
                     f"{file}: no label column {label_column!r} in the header {header}; "
                     "set label_column in the source"
@@ -148,10 +162,10 @@ class TabularDomain(Domain):
             if not feature_cols:
                 raise DataError(f"{file}: no feature columns besides {label_column!r}")
             positions = [header.index(c) for c in feature_cols]
-            label_at = header.index(label_column)
+            label_at = header.index(label_column) if labelled else None
             group_at = None if group_column is None else header.index(group_column)
 
-            out: list[tuple[list[float], str, str | None]] = []
+            out: list[tuple[list[float], str | None, str | None]] = []
             for line, row in enumerate(reader, start=2):
                 if not row:
                     continue  # a blank line is not a record
@@ -164,8 +178,8 @@ class TabularDomain(Domain):
                 if reason is not None:
                     bad_records.add(str(file), line, reason)
                     continue
-                label = row[label_at].strip()
-                if not label:
+                label = None if label_at is None else row[label_at].strip()
+                if label_at is not None and not label:
                     bad_records.add(str(file), line, f"empty label in column {label_column!r}")
                     continue
                 group = None if group_at is None else row[group_at].strip()

@@ -20,6 +20,11 @@ Sources (``format`` is inferred from ``path`` when omitted)::
     {"images": array, "labels": array, "label_names": [...]}
 
 Multi-label: ``{"path": "tags.csv", "multi_label": true}`` with labels separated by ``;``.
+
+Unlabelled target data (:meth:`ImageDomain.load_unlabelled`, for domain adaptation) needs no
+labels: a folder is every image file in it at any depth (class subfolders, if any, are just
+folders), one image file is one row (a list of files is a list of such sources), a CSV/JSON list
+needs only its image column, and the other sources need no labels; labels present are not read.
 """
 
 from __future__ import annotations
@@ -90,16 +95,40 @@ class ImageDomain(Domain):
         self, source: Mapping[str, Any], *, bad_records: BadRecords
     ) -> datasets.Dataset | datasets.DatasetDict:
         """Read one source into the standard schema (see the module docstring)."""
+        return self._read(source, bad_records, labelled=True)
+
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source of unlabelled target images into the ``image`` column only: a folder
+        of image files at any depth (no class subfolders needed), one image file, or any
+        source :meth:`load` reads, without its labels (they are not read). Decoding, the
+        ``max_pixels`` guard and bad records are those of :meth:`load`."""
+        return self._read(source, bad_records, labelled=False)
+
+    def _read(
+        self, source: Mapping[str, Any], bad: BadRecords, labelled: bool
+    ) -> datasets.Dataset | datasets.DatasetDict:
         if not isinstance(source, Mapping):
             raise ConfigError(f"an image source must be a mapping, got {type(source).__name__}")
         fmt = self._format(source)
+        if fmt == "file":
+            file = Path(str(source["path"])).resolve()
+            if labelled:
+                raise ConfigError(
+                    f"{file}: one image file has no label; put the images in class subfolders "
+                    "or list them with their labels in a CSV (as unlabelled target data, "
+                    "unlabelled_target, an image file is read as it is)"
+                )
+            paths = self._readable([file], bad)
+            return self._build(paths, None, [], None, False, str(file), bad, fingerprint_files=True)
         if fmt == "folder":
-            return self._load_folder(source, bad_records)
+            return self._load_folder(source, bad, labelled)
         if fmt in ("csv", "json"):
-            return self._load_table(source, fmt, bad_records)
+            return self._load_table(source, fmt, bad, labelled)
         if fmt == "hf":
-            return self._load_hf(source, bad_records)
-        return self._load_numpy(source, bad_records)
+            return self._load_hf(source, bad, labelled)
+        return self._load_numpy(source, bad, labelled)
 
     def _format(self, source: Mapping[str, Any]) -> str:
         fmt = source.get("format")
@@ -130,6 +159,8 @@ class ImageDomain(Domain):
             return "json"
         if suffix == ".npz":
             return "numpy"
+        if suffix in IMAGE_EXTENSIONS:
+            return "file"
         if "idx" in path.name.lower() or suffix == ".idx":
             return "idx"
         raise ConfigError(
@@ -145,54 +176,67 @@ class ImageDomain(Domain):
             return False
         return True
 
-    def _load_folder(self, source: Mapping[str, Any], bad: BadRecords) -> datasets.Dataset:
+    def _readable(self, files: Sequence[Path], bad: BadRecords) -> list[str]:
+        """The paths of ``files`` that are images this domain reads; the others go to ``bad``."""
+        paths: list[str] = []
+        for file in files:
+            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                bad.add(str(file), None, f"not an image file extension ({file.suffix or 'none'})")
+            elif self._check(str(file), str(file), None, bad):
+                paths.append(str(file))
+        return paths
+
+    def _load_folder(
+        self, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
+    ) -> datasets.Dataset:
         root = Path(str(source["path"])).resolve()
         if not root.is_dir():
             raise DataError(f"{root}: not a folder (an image folder has one subfolder per class)")
+        if not labelled:
+            files = _files_under(root)
+            if not files:
+                raise DataError(f"{root}: the folder holds no image files, at any depth")
+            paths = self._readable(files, bad)
+            return self._build(paths, None, [], None, False, str(root), bad, fingerprint_files=True)
         classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
             raise DataError(
                 f"{root}: no class subfolders; put the images of each class in root/<class>/"
             )
-        paths: list[str] = []
+        paths = []
         labels: list[str] = []
         kept: list[str] = []
         for folder in classes:
-            files = sorted(
-                p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-            )
-            good = 0
-            for file in files:
-                if file.suffix.lower() not in IMAGE_EXTENSIONS:
-                    bad.add(
-                        str(file), None, f"not an image file extension ({file.suffix or 'none'})"
-                    )
-                    continue
-                if self._check(str(file), str(file), None, bad):
-                    paths.append(str(file))
-                    labels.append(folder.name)
-                    good += 1
-            if good == 0:
+            good = self._readable(_files_under(folder), bad)
+            if not good:
                 bad.add(str(folder), None, "class folder has no readable images")
-            else:
-                kept.append(folder.name)
+                continue
+            paths.extend(good)
+            labels.extend([folder.name] * len(good))
+            kept.append(folder.name)
         names = _given_names(source) or kept
         return self._build(
             paths, labels, names, None, False, str(root), bad, fingerprint_files=True
         )
 
-    def _load_table(self, source: Mapping[str, Any], fmt: str, bad: BadRecords) -> datasets.Dataset:
+    def _load_table(
+        self, source: Mapping[str, Any], fmt: str, bad: BadRecords, labelled: bool = True
+    ) -> datasets.Dataset:
         file = Path(str(source["path"])).resolve()
         rows = _read_rows(file, fmt)
         if not rows:
             raise DataError(f"{file}: no rows")
         columns = list(rows[0])
         image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, file, "image")
-        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
-        group_col = source.get("group_column")
+        label_col = (
+            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
+            if labelled
+            else None
+        )
+        group_col = source.get("group_column") if labelled else None
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
-        multi = bool(source.get("multi_label", False))
+        multi = labelled and bool(source.get("multi_label", False))
         sep = str(source.get("label_separator", ";"))
         base = file.parent
         paths: list[str] = []
@@ -200,11 +244,12 @@ class ImageDomain(Domain):
         groups: list[str] = []
         for index, row in enumerate(rows):
             line = index + 2 if fmt == "csv" else index + 1  # the CSV header is line 1
-            raw_path, raw_label = row.get(image_col), row.get(label_col)
+            raw_path = row.get(image_col)
+            raw_label = None if label_col is None else row.get(label_col)
             if raw_path in (None, ""):
                 bad.add(str(file), line, f"empty {image_col!r}")
                 continue
-            if raw_label is None or (raw_label == "" and not multi):
+            if label_col is not None and (raw_label is None or (raw_label == "" and not multi)):
                 bad.add(str(file), line, f"empty {label_col!r}")
                 continue
             path = (base / str(raw_path)).resolve()
@@ -214,17 +259,19 @@ class ImageDomain(Domain):
             if multi:
                 parts = raw_label if isinstance(raw_label, list) else str(raw_label).split(sep)
                 labels.append([str(p).strip() for p in parts if str(p).strip()])
-            else:
+            elif label_col is not None:
                 labels.append(str(raw_label))
             if group_col is not None:
                 groups.append(str(row.get(group_col, "")))
+        if label_col is None:
+            return self._build(paths, None, [], None, False, str(file), bad, fingerprint_files=True)
         names = _given_names(source) or _names_from(labels, multi)
         return self._build(
             paths, labels, names, groups or None, multi, str(file), bad, fingerprint_files=True
         )
 
     def _load_hf(
-        self, source: Mapping[str, Any], bad: BadRecords
+        self, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
     ) -> datasets.Dataset | datasets.DatasetDict:
         import datasets
 
@@ -242,7 +289,7 @@ class ImageDomain(Domain):
         if isinstance(data, datasets.DatasetDict):
             return datasets.DatasetDict(
                 {
-                    split: self._hf_split(ds, source, f"{where}[{split}]", bad)
+                    split: self._hf_split(ds, source, f"{where}[{split}]", bad, labelled)
                     for split, ds in data.items()
                 }
             )
@@ -251,16 +298,25 @@ class ImageDomain(Domain):
                 f"image source 'dataset' must be a datasets.Dataset or DatasetDict, "
                 f"got {type(data).__name__}"
             )
-        return self._hf_split(data, source, where, bad)
+        return self._hf_split(data, source, where, bad, labelled)
 
     def _hf_split(
-        self, data: datasets.Dataset, source: Mapping[str, Any], where: str, bad: BadRecords
+        self,
+        data: datasets.Dataset,
+        source: Mapping[str, Any],
+        where: str,
+        bad: BadRecords,
+        labelled: bool = True,
     ) -> datasets.Dataset:
         import datasets
 
         columns = list(data.column_names)
         image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, where, "image")
-        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
+        label_col = (
+            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
+            if labelled
+            else None
+        )
         feature = data.features[image_col]
         if isinstance(feature, datasets.Image):
             raw = data.cast_column(image_col, datasets.Image(decode=False))[image_col]
@@ -270,6 +326,18 @@ class ImageDomain(Domain):
             raise DataError(
                 f"{where}: column {image_col!r} is {feature}, not an Image column or file paths"
             )
+        images: list[dict[str, Any]] = []
+        kept: list[int] = []
+        for row, item in enumerate(raw):
+            if item is None:
+                bad.add(where, row, f"no image in {image_col!r}")
+                continue
+            if not self._check(item, where, row, bad):
+                continue
+            images.append(item if isinstance(item, dict) else {"path": str(item), "bytes": None})
+            kept.append(row)
+        if label_col is None:
+            return self._build(images, None, [], None, False, where, bad, fingerprint_files=False)
         label_feature = data.features[label_col]
         raw_labels = list(data[label_col])
         multi = bool(source.get("multi_label", False)) or isinstance(
@@ -277,15 +345,8 @@ class ImageDomain(Domain):
         )
         inner = getattr(label_feature, "feature", label_feature)
         feature_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
-        images: list[dict[str, Any]] = []
         labels: list[Any] = []
-        for row, (item, label) in enumerate(zip(raw, raw_labels, strict=True)):
-            if item is None:
-                bad.add(where, row, f"no image in {image_col!r}")
-                continue
-            if not self._check(item, where, row, bad):
-                continue
-            images.append(item if isinstance(item, dict) else {"path": str(item), "bytes": None})
+        for label in (raw_labels[row] for row in kept):
             if feature_names is not None:
                 labels.append(
                     [feature_names[i] for i in label] if multi else feature_names[int(label)]
@@ -295,27 +356,33 @@ class ImageDomain(Domain):
         names = _given_names(source) or feature_names or _names_from(labels, multi)
         return self._build(images, labels, names, None, multi, where, bad, fingerprint_files=False)
 
-    def _load_numpy(self, source: Mapping[str, Any], bad: BadRecords) -> datasets.Dataset:
+    def _load_numpy(
+        self, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
+    ) -> datasets.Dataset:
+        labels: np.ndarray | None = None
         if "images" in source:
             images = np.asarray(source["images"])
-            if "labels" not in source:
+            if labelled and "labels" not in source:
                 raise ConfigError("a NumPy image source needs 'labels' beside 'images'")
-            labels = np.asarray(source["labels"])
+            if labelled:
+                labels = np.asarray(source["labels"])
             where = "arrays"
         elif self._format(source) == "idx":
             from lepton_image.idx import read_idx
 
             file = Path(str(source["path"])).resolve()
             where = str(file)
-            if "labels_path" not in source:
+            if labelled and "labels_path" not in source:
                 raise ConfigError(
                     f"{file}: an IDX image source needs 'labels_path' (the labels' IDX file)"
                 )
             images = read_idx(file)
-            labels = read_idx(Path(str(source["labels_path"])))
+            if labelled:
+                labels = read_idx(Path(str(source["labels_path"])))
             limit = source.get("limit")
             if limit is not None:
-                images, labels = images[: int(limit)], labels[: int(limit)]
+                images = images[: int(limit)]
+                labels = None if labels is None else labels[: int(limit)]
         else:
             file = Path(str(source["path"])).resolve()
             where = str(file)
@@ -323,16 +390,17 @@ class ImageDomain(Domain):
                 keys = list(archive.keys())
                 ikey = str(source.get("images_key", "images"))
                 lkey = str(source.get("labels_key", "labels"))
-                for key in (ikey, lkey):
+                for key in (ikey, lkey) if labelled else (ikey,):
                     if key not in keys:
                         raise DataError(f"{file}: no array {key!r}; arrays present: {keys}")
-                images, labels = archive[ikey], archive[lkey]
+                images = archive[ikey]
+                labels = archive[lkey] if labelled else None
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
             raise DataError(
                 f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C) "
                 "with C in 1, 3, 4"
             )
-        if len(labels) != len(images):
+        if labels is not None and len(labels) != len(images):
             raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
         value_range = source.get("value_range")
         if value_range is None and images.dtype != np.uint8:
@@ -343,12 +411,15 @@ class ImageDomain(Domain):
         given = _given_names(source)
         stored: list[dict[str, Any]] = []
         names_out: list[str] = []
-        for row, (array, label) in enumerate(zip(images, labels, strict=True)):
+        for row, array in enumerate(images):
             if images.dtype.kind == "f" and not np.isfinite(array).all():
                 bad.add(where, row, "image has NaN or infinite values")
                 continue
             stored.append({"bytes": encode_png(array_to_image(array, rng)), "path": None})
-            names_out.append(_label_name(label, given))
+            if labels is not None:
+                names_out.append(_label_name(labels[row], given))
+        if labels is None:
+            return self._build(stored, None, [], None, False, where, bad, fingerprint_files=False)
         if given is not None:
             names = given
         elif labels.dtype.kind in "iu":
@@ -364,7 +435,7 @@ class ImageDomain(Domain):
     def _build(
         self,
         images: Sequence[Any],
-        labels: Sequence[Any],
+        labels: Sequence[Any] | None,
         names: Sequence[str],
         groups: Sequence[str] | None,
         multi: bool,
@@ -373,33 +444,37 @@ class ImageDomain(Domain):
         *,
         fingerprint_files: bool,
     ) -> datasets.Dataset:
+        """The dataset of ``images`` (paths or references), with ``label`` unless ``labels`` is
+        ``None`` (unlabelled data: the ``image`` column only)."""
         import datasets
 
         index = {name: i for i, name in enumerate(names)}
         rows_images: list[Any] = []
         rows_labels: list[Any] = []
         rows_groups: list[str] = []
-        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            wanted = label if multi else [label]
-            unknown = [x for x in wanted if x not in index]
-            if unknown:
-                ref = image if isinstance(image, str) else image.get("path") or where
-                bad.add(str(ref), i, f"label(s) {unknown} not in label_names {list(names)}")
-                continue
+        for i, image in enumerate(images):
+            if labels is not None:
+                label = labels[i]
+                wanted = label if multi else [label]
+                unknown = [x for x in wanted if x not in index]
+                if unknown:
+                    ref = image if isinstance(image, str) else image.get("path") or where
+                    bad.add(str(ref), i, f"label(s) {unknown} not in label_names {list(names)}")
+                    continue
+                rows_labels.append([index[x] for x in wanted] if multi else index[label])
             rows_images.append(
                 image if not isinstance(image, str) else {"path": image, "bytes": None}
             )
-            rows_labels.append([index[x] for x in wanted] if multi else index[label])
             if groups is not None:
                 rows_groups.append(groups[i])
         if not rows_images:
             raise DataError(f"{where}: no readable images ({len(bad)} bad records)")
-        class_label = datasets.ClassLabel(names=list(names))
-        features = {
-            "image": datasets.Image(decode=False),
-            "label": datasets.List(class_label) if multi else class_label,
-        }
-        data: dict[str, list[Any]] = {"image": rows_images, "label": rows_labels}
+        features: dict[str, Any] = {"image": datasets.Image(decode=False)}
+        data: dict[str, list[Any]] = {"image": rows_images}
+        if labels is not None:
+            class_label = datasets.ClassLabel(names=list(names))
+            features["label"] = datasets.List(class_label) if multi else class_label
+            data["label"] = rows_labels
         if groups is not None:
             features["group"] = datasets.Value("string")
             data["group"] = rows_groups
@@ -475,6 +550,11 @@ class ImageDomain(Domain):
             {"image": datasets.Image(decode=False), "label": datasets.ClassLabel(names=names)}
         )
         return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every file in ``folder`` and its subfolders, sorted, less hidden ones."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def _given_names(source: Mapping[str, Any]) -> list[str] | None:

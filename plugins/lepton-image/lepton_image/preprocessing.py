@@ -220,7 +220,10 @@ class ImagePreprocessor(Preprocessor):
         std = torch.tensor(self.std).view(1, -1, 1, 1) * 255.0
         pixels = (batch.float() - mean) / std
         memory = torch.channels_last if self.channels_last else torch.contiguous_format
-        return {"pixel_values": pixels.contiguous(memory_format=memory)}
+        # a copy with canonical strides: for one channel the NHWC view counts as contiguous
+        # already, and its odd strides crash oneDNN's convolution backward on CPU
+        out = torch.empty(pixels.shape, dtype=pixels.dtype, memory_format=memory)
+        return {"pixel_values": out.copy_(pixels)}
 
     def config(self) -> dict[str, Any]:
         aug = asdict(self.augmentation)

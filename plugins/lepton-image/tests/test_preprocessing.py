@@ -112,3 +112,24 @@ def test_data_layer_prepare_caches_the_pixels(
     assert len(list((tmp_path / "cache").rglob("*.arrow"))) == 1
     batch = prep.collate([prep.augment(first[i]) for i in range(4)])
     assert batch["pixel_values"].shape == (4, 3, 12, 12)
+
+
+def test_one_channel_batches_have_canonical_strides_and_train() -> None:
+    """The NHWC view of a one-channel batch counts as contiguous without being laid out as
+    NCHW; such strides crashed oneDNN's convolution backward on CPU (batch sizes 25, 41)."""
+    import lepton_platform as lp
+
+    pre = ImagePreprocessor(image_size=16, channels=1, mean=(0.5,), std=(0.5,))
+    for n in (25, 41):
+        examples = [{"pixel_values": np.full((16, 16, 1), i, np.uint8)} for i in range(n)]
+        batch = pre.collate(examples)["pixel_values"]
+        assert batch.shape == (n, 1, 16, 16)
+        assert batch.stride() == (256, 256, 16, 1)
+    backbone = lp.create_backbone(
+        "resnet18", pretrained=None, small_input=True, in_channels=1, image_size=16, width=8
+    ).train()
+    for n in (25, 41):
+        x = pre.collate([{"pixel_values": np.random.randint(0, 255, (16, 16, 1), np.uint8)}
+                         for _ in range(n)])["pixel_values"]  # fmt: skip
+        backbone(pixel_values=x).sum().backward()
+    assert all(p.grad is not None for p in backbone.parameters() if p.requires_grad)

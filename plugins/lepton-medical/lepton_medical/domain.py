@@ -22,6 +22,11 @@ the whole source), ``group_from: "folder"`` (the file's folder names the patient
 The group is the DICOM PatientID unless the source says otherwise. A source in which some rows
 have a patient and others not is refused row by row (bad records), so that grouping is never
 silently partial.
+
+Unlabelled target data (:meth:`MedicalImageDomain.load_unlabelled`, for domain adaptation):
+a folder is every file in it at any depth (no class subfolders needed), one file needs no
+``label``, a CSV needs only its path column and a MedMNIST archive only its ``*_images``; labels
+and patients present are not read. The reading and intensity options are those of ``load``.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ class _Row:
 
     __slots__ = ("frame", "label", "patient", "where")
 
-    def __init__(self, frame: Frame, label: str, patient: str | None, where: str) -> None:
+    def __init__(self, frame: Frame, label: str | None, patient: str | None, where: str) -> None:
         self.frame, self.label, self.patient, self.where = frame, label, patient, where
 
 
@@ -100,6 +105,20 @@ class MedicalImageDomain(Domain):
         self, source: Mapping[str, Any], *, bad_records: BadRecords
     ) -> datasets.Dataset | datasets.DatasetDict:
         """Read one source into the standard schema (see the module docstring)."""
+        return self._read(source, bad_records, labelled=True)
+
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source of unlabelled target images into the ``image`` column only: a folder
+        of DICOM/NIfTI/PNG/TIFF files at any depth (no class subfolders needed), one file, a
+        CSV of paths, or a MedMNIST archive's images; labels and patients present are not read.
+        Frames, slices, intensity and bad records are those of :meth:`load`."""
+        return self._read(source, bad_records, labelled=False)
+
+    def _read(
+        self, source: Mapping[str, Any], bad_records: BadRecords, labelled: bool
+    ) -> datasets.Dataset | datasets.DatasetDict:
         if not isinstance(source, Mapping):
             raise ConfigError(f"a medical-image source must be a mapping, got {source!r}")
         if "path" not in source:
@@ -113,17 +132,19 @@ class MedicalImageDomain(Domain):
         fmt = self._format(source, path)
         intensity = Intensity.from_options(source, self.intensity)
         if fmt == "npz":
-            return self._load_npz(path, source, intensity, bad_records)
+            return self._load_npz(path, source, intensity, bad_records, labelled)
         if fmt == "table":
-            rows = self._rows_from_table(path, source, bad_records)
+            rows = self._rows_from_table(path, source, bad_records, labelled)
         elif fmt == "folder":
-            rows = self._rows_from_folder(path, source, bad_records)
+            rows = self._rows_from_folder(path, source, bad_records, labelled)
         else:
-            label = source.get("label")
-            if label is None:
+            label = source.get("label") if labelled else None
+            if labelled and label is None:
                 raise ConfigError(f"{path}: a single-file source needs 'label'")
-            rows = self._rows_from_file(path, str(label), source, bad_records, kind=fmt)
-        return self._build(rows, source, intensity, str(path), bad_records)
+            rows = self._rows_from_file(
+                path, None if label is None else str(label), source, bad_records, kind=fmt
+            )
+        return self._build(rows, source, intensity, str(path), bad_records, labelled)
 
     def _format(self, source: Mapping[str, Any], path: Path) -> str:
         fmt = source.get("format")
@@ -155,7 +176,7 @@ class MedicalImageDomain(Domain):
     def _rows_from_file(
         self,
         path: Path,
-        label: str,
+        label: str | None,
         source: Mapping[str, Any],
         bad: BadRecords,
         *,
@@ -191,12 +212,16 @@ class MedicalImageDomain(Domain):
         )
 
     def _rows_from_folder(
-        self, root: Path, source: Mapping[str, Any], bad: BadRecords
+        self, root: Path, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
     ) -> list[_Row]:
         rows: list[_Row] = []
-        if "label" in source:
-            for file in self._files(root):
-                rows.extend(self._rows_from_file(file, str(source["label"]), source, bad))
+        if "label" in source or not labelled:
+            label = str(source["label"]) if labelled else None
+            files = self._files(root)
+            if not files:
+                raise DataError(f"{root}: the folder holds no image files, at any depth")
+            for file in files:
+                rows.extend(self._rows_from_file(file, label, source, bad))
             return rows
         classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
@@ -213,7 +238,7 @@ class MedicalImageDomain(Domain):
         return rows
 
     def _rows_from_table(
-        self, file: Path, source: Mapping[str, Any], bad: BadRecords
+        self, file: Path, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
     ) -> list[_Row]:
         with file.open(newline="", encoding="utf-8") as handle:
             dialect = "excel-tab" if file.suffix.lower() == ".tsv" else "excel"
@@ -222,32 +247,37 @@ class MedicalImageDomain(Domain):
             raise DataError(f"{file}: no rows")
         columns = list(table[0])
         path_col = str(source.get("path_column", "path"))
-        label_col = str(source.get("label_column", "label"))
-        group_col = source.get("group_column")
+        label_col = str(source.get("label_column", "label")) if labelled else None
+        group_col = source.get("group_column") if labelled else None
         for col, key in ((path_col, "path_column"), (label_col, "label_column")):
-            if col not in columns:
+            if col is not None and col not in columns:
                 raise DataError(f"{file}: no column {col!r} ({key}); columns: {columns}")
         if group_col is not None and group_col not in columns:
             raise DataError(f"{file}: group_column {group_col!r} not in columns {columns}")
         rows: list[_Row] = []
         for i, record in enumerate(table):
             line = i + 2  # the header is line 1
-            raw_path, label = record.get(path_col) or "", record.get(label_col) or ""
-            if not raw_path.strip() or not label.strip():
-                bad.add(str(file), line, f"empty {path_col!r} or {label_col!r}")
+            raw_path = record.get(path_col) or ""
+            label = None if label_col is None else (record.get(label_col) or "").strip()
+            if not raw_path.strip() or label == "":
+                what = repr(path_col) if label_col is None else f"{path_col!r} or {label_col!r}"
+                bad.add(str(file), line, f"empty {what}")
                 continue
             target = (file.parent / raw_path.strip()).resolve()
             patient = record.get(str(group_col)) if group_col is not None else None
             if group_col is not None and not (patient or "").strip():
                 bad.add(str(file), line, f"empty group column {group_col!r}")
                 continue
-            rows.extend(
-                self._rows_from_file(target, label.strip(), source, bad, patient=patient, row=line)
-            )
+            rows.extend(self._rows_from_file(target, label, source, bad, patient=patient, row=line))
         return rows
 
     def _load_npz(
-        self, file: Path, source: Mapping[str, Any], intensity: Intensity, bad: BadRecords
+        self,
+        file: Path,
+        source: Mapping[str, Any],
+        intensity: Intensity,
+        bad: BadRecords,
+        labelled: bool = True,
     ) -> datasets.DatasetDict:
         import zipfile
 
@@ -259,48 +289,65 @@ class MedicalImageDomain(Domain):
             raise DataError(f"{file}: not a readable .npz archive ({exc})") from None
         with archive:
             keys = list(archive.keys())
-            present = [p for p in _NPZ_SPLITS if f"{p}_images" in keys and f"{p}_labels" in keys]
-            if "train" not in present:
+            present = [
+                p
+                for p in _NPZ_SPLITS
+                if f"{p}_images" in keys and (f"{p}_labels" in keys or not labelled)
+            ]
+            if "train" not in present and (labelled or not present):
+                needs = "train_images and train_labels" if labelled else "train_images"
                 raise DataError(
-                    f"{file}: not a MedMNIST-style archive: it needs train_images and "
-                    f"train_labels (and val_*, test_*); arrays present: {keys}"
+                    f"{file}: not a MedMNIST-style archive: it needs {needs} (and val_*, "
+                    f"test_*); arrays present: {keys}"
                 )
-            parts = {p: (archive[f"{p}_images"], archive[f"{p}_labels"]) for p in present}
+            parts = {
+                p: (archive[f"{p}_images"], archive[f"{p}_labels"] if labelled else None)
+                for p in present
+            }
         names = _given_names(source)
-        all_labels = np.concatenate(
-            [np.asarray(lab).reshape(len(lab), -1) for _, lab in parts.values()]
-        )
-        if all_labels.shape[1] != 1:
-            raise DataError(
-                f"{file}: labels have {all_labels.shape[1]} columns; single-label classes are read"
+        if labelled:
+            all_labels = np.concatenate(
+                [
+                    np.asarray(lab).reshape(len(lab), -1)
+                    for _, lab in parts.values()
+                    if lab is not None
+                ]
             )
-        if names is None:
-            names = [str(i) for i in range(int(all_labels.max(initial=0)) + 1)]
+            if all_labels.shape[1] != 1:
+                raise DataError(
+                    f"{file}: labels have {all_labels.shape[1]} columns; single-label classes "
+                    "are read"
+                )
+            if names is None:
+                names = [str(i) for i in range(int(all_labels.max(initial=0)) + 1)]
         out: dict[str, datasets.Dataset] = {}
         for prefix, (images, labels) in parts.items():
             where = f"{file} [{prefix}]"
-            flat = np.asarray(labels).reshape(len(labels), -1)[:, 0]
-            if len(flat) != len(images):
+            flat = None if labels is None else np.asarray(labels).reshape(len(labels), -1)[:, 0]
+            if flat is not None and len(flat) != len(images):
                 raise DataError(f"{where}: {len(images)} images but {len(flat)} labels")
             if images.ndim not in (3, 4):
                 raise DataError(f"{where}: images have shape {images.shape}; expected (N, H, W)")
             rows: list[_Row] = []
-            for i, (array, label) in enumerate(zip(images, flat, strict=True)):
+            for i, array in enumerate(images):
                 arr = np.asarray(array)
                 if arr.ndim == 3:
                     arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
                 if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                     bad.add(where, i, "image has NaN or infinite values")
                     continue
-                index = int(label)
-                if not 0 <= index < len(names):
-                    bad.add(where, i, f"label {index} outside label_names {names}")
-                    continue
+                label: str | None = None
+                if flat is not None and names is not None:
+                    index = int(flat[i])
+                    if not 0 <= index < len(names):
+                        bad.add(where, i, f"label {index} outside label_names {names}")
+                        continue
+                    label = names[index]
                 bits = 8 if array.dtype == np.uint8 else (16 if array.dtype == np.uint16 else None)
                 frame = Frame(values=arr.astype(np.float64), integer_bits=bits)
-                rows.append(_Row(frame, names[index], None, f"{where}, row {i}"))
+                rows.append(_Row(frame, label, None, f"{where}, row {i}"))
             out[_NPZ_SPLITS[prefix]] = self._build(
-                rows, {**source, "label_names": names}, intensity, where, bad
+                rows, {**source, "label_names": names}, intensity, where, bad, labelled
             )
         return datasets.DatasetDict(out)
 
@@ -313,10 +360,13 @@ class MedicalImageDomain(Domain):
         intensity: Intensity,
         where: str,
         bad: BadRecords,
+        labelled: bool = True,
     ) -> datasets.Dataset:
+        """The dataset of ``rows``: ``image``, with ``label`` and ``group`` when ``labelled``
+        (unlabelled data: the ``image`` column only; patients are not read)."""
         import datasets
 
-        grouped = any(r.patient is not None for r in rows)
+        grouped = labelled and any(r.patient is not None for r in rows)
         if grouped:
             kept = []
             for r in rows:
@@ -335,13 +385,13 @@ class MedicalImageDomain(Domain):
         dataset_range = None
         if intensity.needs_dataset_statistics():
             dataset_range = intensity.dataset_range([r.frame.values for r in rows])
-        names = _given_names(source) or sorted({r.label for r in rows})
+        names = (_given_names(source) or sorted({str(r.label) for r in rows})) if labelled else []
         index = {n: i for i, n in enumerate(names)}
         images: list[dict[str, Any]] = []
         labels: list[int] = []
         groups: list[str] = []
         for r in rows:
-            if r.label not in index:
+            if labelled and r.label not in index:
                 bad.add(r.where, None, f"label {r.label!r} not in label_names {names}")
                 continue
             pixels = intensity.to_uint8(
@@ -353,16 +403,17 @@ class MedicalImageDomain(Domain):
             if r.frame.invert:
                 pixels = 255 - pixels
             images.append({"bytes": encode_gray_png(pixels), "path": None})
-            labels.append(index[r.label])
+            if labelled:
+                labels.append(index[str(r.label)])
             if grouped:
                 groups.append(hash_patient(r.patient, self._salt))
         if not images:
             raise DataError(f"{where}: no usable images ({len(bad)} bad record(s))")
-        features: dict[str, Any] = {
-            "image": datasets.Image(decode=False),
-            "label": datasets.ClassLabel(names=list(names)),
-        }
-        data: dict[str, list[Any]] = {"image": images, "label": labels}
+        features: dict[str, Any] = {"image": datasets.Image(decode=False)}
+        data: dict[str, list[Any]] = {"image": images}
+        if labelled:
+            features["label"] = datasets.ClassLabel(names=list(names))
+            data["label"] = labels
         if grouped:
             features["group"] = datasets.Value("string")
             data["group"] = groups

@@ -17,6 +17,12 @@ Sources (``format`` is inferred when omitted)::
 
 A folder ``pattern`` is a regular expression matched against each file's path relative to the
 folder; its named groups ``label`` (required) and ``group`` (optional) give the columns.
+
+Unlabelled target data (:meth:`SpeechDomain.load_unlabelled`, for domain adaptation) needs no
+labels: a folder is every audio file in it at any depth (class subfolders or a ``pattern`` are
+not needed, and are not read), one audio file is one row (a list of files is a list of such
+sources), a CSV needs only its audio column, a dataset only its audio column; labels present are
+not read.
 """
 
 from __future__ import annotations
@@ -91,6 +97,21 @@ class SpeechDomain(Domain):
         self, source: Mapping[str, Any], *, bad_records: BadRecords
     ) -> datasets.Dataset | datasets.DatasetDict:
         """Read one source into the standard schema (see the module docstring)."""
+        return self._read(source, bad_records, labelled=True)
+
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source of unlabelled target audio into the ``audio`` column only: a folder
+        of audio files at any depth (no class subfolders or pattern needed), one audio file, a
+        CSV of paths, or a dataset; labels present are not read. ``verify``, the extensions
+        and bad records are those of :meth:`load` (resampling is the preprocessor's, as
+        always)."""
+        return self._read(source, bad_records, labelled=False)
+
+    def _read(
+        self, source: Mapping[str, Any], bad_records: BadRecords, labelled: bool
+    ) -> datasets.Dataset | datasets.DatasetDict:
         if not isinstance(source, Mapping):
             raise ConfigError(f"a speech source must be a mapping, got {type(source).__name__}")
         unknown = sorted(set(source) - set(_SOURCE_KEYS))
@@ -102,11 +123,20 @@ class SpeechDomain(Domain):
         if verify not in ("decode", "header"):
             raise ConfigError(f"speech source: verify must be 'decode' or 'header', got {verify!r}")
         fmt = self._format(source)
+        if fmt == "file":
+            file = Path(str(source["path"])).resolve()
+            if labelled:
+                raise ConfigError(
+                    f"{file}: one audio file has no label; put the files in class subfolders, "
+                    "give a folder pattern or list them with their labels in a CSV (as "
+                    "unlabelled target data, unlabelled_target, an audio file is read as it is)"
+                )
+            return self._build_unlabelled(self._readable([file], verify, bad_records), str(file))
         if fmt == "folder":
-            return self._load_folder(source, verify, bad_records)
+            return self._load_folder(source, verify, bad_records, labelled)
         if fmt == "csv":
-            return self._load_csv(source, verify, bad_records)
-        return self._load_hf(source, verify, bad_records)
+            return self._load_csv(source, verify, bad_records, labelled)
+        return self._load_hf(source, verify, bad_records, labelled)
 
     def _format(self, source: Mapping[str, Any]) -> str:
         fmt = source.get("format")
@@ -130,6 +160,8 @@ class SpeechDomain(Domain):
             return "hf" if is_saved_dataset(path) else "folder"
         if path.suffix.lower() in (".csv", ".tsv"):
             return "csv"
+        if path.suffix.lower() in self.extensions:
+            return "file"
         raise ConfigError(
             f"{path}: cannot tell the format of this speech source from its extension; "
             f"set format to one of {', '.join(_FORMATS)}"
@@ -150,8 +182,15 @@ class SpeechDomain(Domain):
             return False
         return True
 
+    def _readable(
+        self, files: Sequence[Path], verify: str, bad: BadRecords
+    ) -> list[dict[str, Any]]:
+        """References of ``files`` that decode (or open); the others go to ``bad``."""
+        refs = [{"path": str(file), "bytes": None} for file in files]
+        return [ref for ref in refs if self._check(ref, verify, str(ref["path"]), None, bad)]
+
     def _load_folder(
-        self, source: Mapping[str, Any], verify: str, bad: BadRecords
+        self, source: Mapping[str, Any], verify: str, bad: BadRecords, labelled: bool = True
     ) -> datasets.Dataset:
         root = Path(str(source["path"])).resolve()
         if not root.is_dir():
@@ -163,6 +202,8 @@ class SpeechDomain(Domain):
             raise DataError(
                 f"{root}: no audio files ({', '.join(self.extensions)}) in it or its subfolders"
             )
+        if not labelled:
+            return self._build_unlabelled(self._readable(files, verify, bad), str(root))
         pattern_text = source.get("pattern")
         pattern = None
         if pattern_text is not None:
@@ -210,7 +251,7 @@ class SpeechDomain(Domain):
         return self._build(refs, labels, groups if use_groups else None, source, str(root), True)
 
     def _load_csv(
-        self, source: Mapping[str, Any], verify: str, bad: BadRecords
+        self, source: Mapping[str, Any], verify: str, bad: BadRecords, labelled: bool = True
     ) -> datasets.Dataset:
         file = Path(str(source["path"])).resolve()
         if not file.is_file():
@@ -222,8 +263,12 @@ class SpeechDomain(Domain):
             raise DataError(f"{file}: no rows under the header")
         columns = list(rows[0])
         audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, file, "audio")
-        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
-        group_col = source.get("group_column")
+        label_col = (
+            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
+            if labelled
+            else None
+        )
+        group_col = source.get("group_column") if labelled else None
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
         refs: list[dict[str, Any]] = []
@@ -234,8 +279,8 @@ class SpeechDomain(Domain):
             if not text:
                 bad.add(str(file), line, f"empty audio path in column {audio_col!r}")
                 continue
-            label = (row.get(label_col) or "").strip()
-            if not label:
+            label = "" if label_col is None else (row.get(label_col) or "").strip()
+            if label_col is not None and not label:
                 bad.add(str(file), line, f"empty label in column {label_col!r}")
                 continue
             group = ""
@@ -244,7 +289,7 @@ class SpeechDomain(Domain):
                 if not group:
                     bad.add(str(file), line, f"empty group in column {group_col!r}")
                     continue
-            given = source.get("label_names")
+            given = source.get("label_names") if labelled else None
             if given is not None and label not in [str(n) for n in given]:
                 bad.add(str(file), line, f"label {label!r} is not in label_names {list(given)}")
                 continue
@@ -256,12 +301,14 @@ class SpeechDomain(Domain):
             refs.append(ref)
             labels.append(label)
             groups.append(group)
+        if not labelled:
+            return self._build_unlabelled(refs, str(file))
         return self._build(
             refs, labels, groups if group_col else None, source, str(file), fingerprint_files=True
         )
 
     def _load_hf(
-        self, source: Mapping[str, Any], verify: str, bad: BadRecords
+        self, source: Mapping[str, Any], verify: str, bad: BadRecords, labelled: bool = True
     ) -> datasets.Dataset | datasets.DatasetDict:
         import datasets
 
@@ -282,10 +329,12 @@ class SpeechDomain(Domain):
             if split is not None:
                 if split not in data:
                     raise ConfigError(f"{where}: no split {split!r}; it has {list(data)}")
-                return self._hf_split(data[split], source, verify, f"{where}[{split}]", bad)
+                return self._hf_split(
+                    data[split], source, verify, f"{where}[{split}]", bad, labelled
+                )
             return datasets.DatasetDict(
                 {
-                    name: self._hf_split(ds, source, verify, f"{where}[{name}]", bad)
+                    name: self._hf_split(ds, source, verify, f"{where}[{name}]", bad, labelled)
                     for name, ds in data.items()
                 }
             )
@@ -294,7 +343,7 @@ class SpeechDomain(Domain):
                 "speech source 'dataset' must be a datasets.Dataset or DatasetDict, got "
                 f"{type(data).__name__}"
             )
-        return self._hf_split(data, source, verify, where, bad)
+        return self._hf_split(data, source, verify, where, bad, labelled)
 
     def _hf_split(
         self,
@@ -303,13 +352,18 @@ class SpeechDomain(Domain):
         verify: str,
         where: str,
         bad: BadRecords,
+        labelled: bool = True,
     ) -> datasets.Dataset:
         import datasets
 
         columns = list(data.column_names)
         audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, where, "audio")
-        label_col = pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
-        group_col = source.get("group_column")
+        label_col = (
+            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
+            if labelled
+            else None
+        )
+        group_col = source.get("group_column") if labelled else None
         if group_col is not None and group_col not in columns:
             raise ConfigError(f"{where}: group_column {group_col!r} not in columns {columns}")
         feature = data.features[audio_col]
@@ -329,8 +383,10 @@ class SpeechDomain(Domain):
                 continue
             refs.append(ref)
         keep = [i for i, r in enumerate(refs) if r is not None]
-        table = data.select(keep) if len(keep) != len(data) else data
         values = [refs[i] for i in keep]
+        if label_col is None:
+            return self._build_unlabelled(values, where, fingerprint_files=False)
+        table = data.select(keep) if len(keep) != len(data) else data
         keep_cols = [label_col] + ([group_col] if group_col else [])
         table = table.select_columns(keep_cols)
         table = table.add_column("audio", values, feature=audio_features()["audio"])
@@ -345,6 +401,18 @@ class SpeechDomain(Domain):
             source=where,
             bad_records=bad,
         )
+
+    def _build_unlabelled(
+        self, refs: Sequence[dict[str, Any] | None], where: str, *, fingerprint_files: bool = True
+    ) -> datasets.Dataset:
+        """The ``audio`` column alone (unlabelled target data)."""
+        import datasets
+
+        kept = [ref for ref in refs if ref is not None]
+        if not kept:
+            raise DataError(f"{where}: no readable audio files")
+        ds = datasets.Dataset.from_dict({"audio": kept}, features=audio_features())
+        return _with_file_fingerprint(ds, kept) if fingerprint_files else ds
 
     def _build(
         self,
@@ -367,13 +435,7 @@ class SpeechDomain(Domain):
             features["group"] = datasets.Value("string")
         ds = datasets.Dataset.from_dict(data, features=features)
         if fingerprint_files:
-            # Files are referenced by path: fold their sizes and times into the fingerprint, so
-            # that the preprocessing cache is not reused after a file changes in place.
-            digest = hashlib.sha256(ds._fingerprint.encode())
-            for ref in refs:
-                stat = os.stat(ref["path"])
-                digest.update(f"{ref['path']}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-            ds = datasets.Dataset(ds.data, info=ds.info, fingerprint=digest.hexdigest()[:32])
+            ds = _with_file_fingerprint(ds, refs)
         return standardize(
             ds,
             input_columns=["audio"],
@@ -423,6 +485,20 @@ class SpeechDomain(Domain):
         features = audio_features()
         features["label"] = datasets.ClassLabel(names=names)
         return datasets.Dataset.from_dict({"audio": refs, "label": labels}, features=features)
+
+
+def _with_file_fingerprint(
+    ds: datasets.Dataset, refs: Sequence[Mapping[str, Any]]
+) -> datasets.Dataset:
+    """``ds`` with the sizes and times of the files it references folded into its fingerprint,
+    so that the preprocessing cache is not reused after a file changes in place."""
+    import datasets
+
+    digest = hashlib.sha256(ds._fingerprint.encode())
+    for ref in refs:
+        stat = os.stat(ref["path"])
+        digest.update(f"{ref['path']}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return datasets.Dataset(ds.data, info=ds.info, fingerprint=digest.hexdigest()[:32])
 
 
 def _as_ref(value: Any) -> dict[str, Any] | None:

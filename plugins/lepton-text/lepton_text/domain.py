@@ -22,6 +22,12 @@ Without a header, the columns are named by ``columns`` or, for 2 or 3 columns,
 ``text, label`` and ``text, text_pair, label``: the review data's ``sentence<TAB>0/1`` reads with
 no options at all. Column names may also be 0-based positions.
 
+Unlabelled target data (:meth:`TextDomain.load_unlabelled`, for domain adaptation) reads the same
+sources with the same keys and needs no label: a ``.txt`` file with no tab in it (or any file
+with ``format: lines``) is one example per line (blank lines skipped), a delimited file, JSON or
+Parquet needs only the text column (without a header, one column is ``text``), and a label
+present anywhere is not read.
+
 Bad records go to ``bad_records.add(file, row, reason)``: a missing label, a wrong number of
 columns, a text that is not a string, a JSON line that does not parse. Rows are physical line
 numbers (from 1) in CSV, TSV and JSON Lines files, and 0-based record indices in JSON arrays,
@@ -73,7 +79,7 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "disk")
+_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "disk", "lines")
 
 Column = str | int
 Label = str | list[str]
@@ -84,7 +90,7 @@ class _Record:
 
     __slots__ = ("group", "label", "pair", "text")
 
-    def __init__(self, text: str, pair: str | None, label: Label, group: str | None) -> None:
+    def __init__(self, text: str, pair: str | None, label: Label | None, group: str | None) -> None:
         self.text = text
         self.pair = pair
         self.label = label
@@ -103,6 +109,11 @@ def _label_text(value: Any) -> str | None:
         return str(int(value)) if value.is_integer() else str(value)
     text = str(value).strip()
     return text or None
+
+
+def _read_lines(text: str) -> list[_Record]:
+    """One unlabelled record per line of ``text`` (blank lines are no records)."""
+    return [_Record(line, None, None, None) for _, line in split_lines(text) if line.strip()]
 
 
 def _sort_key(name: str) -> tuple[int, float, str]:
@@ -180,6 +191,20 @@ class TextDomain(Domain):
     ) -> datasets.Dataset | datasets.DatasetDict:
         """Read one source into ``text`` (+ ``text_pair``), ``label`` (a ``ClassLabel``, or a
         list of them for multi-label data), and ``group`` / ``domain`` when asked for."""
+        return self._read(source, bad_records, labelled=True)
+
+    def load_unlabelled(
+        self, source: Mapping[str, Any], *, bad_records: BadRecords
+    ) -> datasets.Dataset | datasets.DatasetDict:
+        """Read one source of unlabelled target sentences into ``text`` (+ ``text_pair``) only:
+        a ``.txt`` file without tabs or a ``format: lines`` file (one example per line), a
+        delimited, JSON or Parquet file without a label column, or any source :meth:`load`
+        reads, its labels not read. Keys, options and bad records are those of :meth:`load`."""
+        return self._read(source, bad_records, labelled=False)
+
+    def _read(
+        self, source: Mapping[str, Any], bad_records: BadRecords, labelled: bool
+    ) -> datasets.Dataset | datasets.DatasetDict:
         unknown = sorted(set(source) - set(_SOURCE_KEYS))
         if unknown:
             raise ConfigError(
@@ -193,7 +218,7 @@ class TextDomain(Domain):
                     "text source 'dataset' must be a datasets.Dataset or DatasetDict, got "
                     f"{type(obj).__name__}"
                 )
-            return self._from_datasets(obj, "<dataset>", source, options, bad_records)
+            return self._from_datasets(obj, "<dataset>", source, options, bad_records, labelled)
         if "path" not in source:
             raise ConfigError(
                 "text source needs a 'path' (a file, a folder of files, a saved dataset) or a "
@@ -205,20 +230,25 @@ class TextDomain(Domain):
             raise ConfigError(
                 f"text source format must be one of {', '.join(_FORMATS)}; got {fmt!r}"
             )
+        if fmt == "lines" and labelled:
+            raise ConfigError(
+                f"{path}: format 'lines' (one example per line) holds no labels; it is read as "
+                "unlabelled target data (unlabelled_target), not as labelled data"
+            )
         if fmt == "disk" or (path.is_dir() and is_saved_dataset(path)):
             try:
                 saved = datasets.load_from_disk(str(path))
             except (FileNotFoundError, ValueError) as exc:
                 raise DataError(f"{path}: not a saved dataset ({exc})") from None
-            return self._from_datasets(saved, str(path), source, options, bad_records)
+            return self._from_datasets(saved, str(path), source, options, bad_records, labelled)
         files = self._files(path, fmt)
         records: list[_Record] = []
         for file in files:
             file_format = fmt or _EXTENSIONS[file.suffix.lower()]
-            records.extend(self._read_file(file, file_format, options, bad_records))
+            records.extend(self._read_file(file, file_format, options, bad_records, labelled))
         if not records:
             raise DataError(f"{path}: no readable records")
-        return self._build([records], str(path), source, options)[0]
+        return self._build([records], str(path), source, options, labelled)[0]
 
     @staticmethod
     def _files(path: Path, fmt: str | None) -> list[Path]:
@@ -241,12 +271,14 @@ class TextDomain(Domain):
         return [path]
 
     def _read_file(
-        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords, labelled: bool
     ) -> list[_Record]:
+        if fmt == "lines":
+            return _read_lines(read_utf8(file))
         if fmt in ("csv", "tsv"):
-            return self._read_delimited(file, fmt, options, bad_records)
+            return self._read_delimited(file, fmt, options, bad_records, labelled)
         if fmt in ("json", "jsonl"):
-            return self._read_json(file, fmt, options, bad_records)
+            return self._read_json(file, fmt, options, bad_records, labelled)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -255,22 +287,32 @@ class TextDomain(Domain):
             except Exception as exc:
                 raise DataError(f"{file}: not a readable Parquet file ({exc})") from None
             return self._from_mappings(
-                str(file), enumerate(table.to_pylist()), table.column_names, options, bad_records
+                str(file),
+                enumerate(table.to_pylist()),
+                table.column_names,
+                options,
+                bad_records,
+                labelled=labelled,
             )
         raise ConfigError(f"{file}: format {fmt!r} is not a file format")
 
     # -- delimited files ---------------------------------------------------------------------
 
     def _read_delimited(
-        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords, labelled: bool
     ) -> list[_Record]:
         text = read_utf8(file)
         delimiter = options.delimiter or ("," if fmt == "csv" else "\t")
+        # Unlabelled sentences, one per line, in a .txt file: no tab, so each line is one text.
+        lines = not labelled and file.suffix.lower() == ".txt" and options.delimiter is None
+        if lines and options.header is not True and options.columns is None and "\t" not in text:
+            return _read_lines(text)
         rows = read_delimited(text, delimiter, options.quoting, file)
         if not rows:
             return []
         first = rows[0][1]
-        named = [c for c in (options.text_column, options.label_column) if isinstance(c, str)]
+        wanted = (options.text_column, options.label_column) if labelled else (options.text_column,)
+        named = [c for c in wanted if isinstance(c, str)]
         header = options.header
         if header is None:
             header = bool(named) and all(c in first for c in named)
@@ -282,13 +324,15 @@ class TextDomain(Domain):
         else:
             width = len(first)
             defaults = {2: ["text", "label"], 3: ["text", "text_pair", "label"]}
+            if not labelled:
+                defaults[1] = ["text"]
             if width not in defaults:
                 raise ConfigError(
                     f"{file}: no header row naming {named or 'the columns'} (first row: "
                     f"{first[:6]}); set header: true, or columns: [...] to name the {width} columns"
                 )
             names = defaults[width]
-        positions = self._positions(file, names, options)
+        positions = self._positions(file, names, options, labelled)
         text_at, pair_at, label_at, group_at = positions
         records: list[_Record] = []
         for line, fields in rows:
@@ -297,16 +341,17 @@ class TextDomain(Domain):
                     str(file), line, f"has {len(fields)} columns, expected {len(names)} ({names})"
                 )
                 continue
-            cell = fields[label_at]
-            label: Label | None
-            if options.label_separator:
-                parts = [p.strip() for p in cell.split(options.label_separator)]
-                label = [p for p in parts if p] if cell.strip() else None
-            else:
-                label = _label_text(cell)
-            if label is None:
-                bad_records.add(str(file), line, f"missing label in column {names[label_at]!r}")
-                continue
+            label: Label | None = None
+            if label_at is not None:
+                cell = fields[label_at]
+                if options.label_separator:
+                    parts = [p.strip() for p in cell.split(options.label_separator)]
+                    label = [p for p in parts if p] if cell.strip() else None
+                else:
+                    label = _label_text(cell)
+                if label is None:
+                    bad_records.add(str(file), line, f"missing label in column {names[label_at]!r}")
+                    continue
             records.append(
                 _Record(
                     fields[text_at],
@@ -319,8 +364,11 @@ class TextDomain(Domain):
 
     @staticmethod
     def _positions(
-        file: Path, names: list[str], options: _Options
-    ) -> tuple[int, int | None, int, int | None]:
+        file: Path, names: list[str], options: _Options, labelled: bool
+    ) -> tuple[int, int | None, int | None, int | None]:
+        """Where the text, pair, label and group columns are; unlabelled, the label and
+        group are not looked for (``None``)."""
+
         def find(column: Column | None, what: str, required: bool) -> int | None:
             if column is None:
                 return None
@@ -345,6 +393,9 @@ class TextDomain(Domain):
             if pair_column is not None
             else find("text_pair", "text_pair_column", False)
         )
+        if not labelled:
+            assert text_at is not None
+            return text_at, pair_at, None, None
         label_at = find(options.label_column, "label_column", True)
         group_at = find(options.group_column, "group_column", True)
         assert text_at is not None and label_at is not None
@@ -353,7 +404,7 @@ class TextDomain(Domain):
     # -- JSON, Parquet and datasets: records as mappings -------------------------------------
 
     def _read_json(
-        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords
+        self, file: Path, fmt: str, options: _Options, bad_records: BadRecords, labelled: bool
     ) -> list[_Record]:
         text = read_utf8(file)
         items: list[tuple[int, Any]] = []
@@ -375,7 +426,7 @@ class TextDomain(Domain):
                     bad_records.add(
                         str(file), line, f"not valid JSON ({exc.msg}, column {exc.colno})"
                     )
-        return self._from_mappings(str(file), items, None, options, bad_records)
+        return self._from_mappings(str(file), items, None, options, bad_records, labelled=labelled)
 
     def _from_mappings(
         self,
@@ -385,14 +436,18 @@ class TextDomain(Domain):
         options: _Options,
         bad_records: BadRecords,
         label_names: Sequence[str] | None = None,
+        *,
+        labelled: bool = True,
     ) -> list[_Record]:
-        """Records from mappings (JSON objects, Parquet rows, dataset rows)."""
-        for column, what in (
+        """Records from mappings (JSON objects, Parquet rows, dataset rows); unlabelled, the
+        label and group are not read."""
+        checked: list[tuple[Column | None, str]] = [
             (options.text_column, "text_column"),
-            (options.label_column, "label_column"),
+            (options.label_column if labelled else None, "label_column"),
             (options.text_pair_column, "text_pair_column"),
-            (options.group_column, "group_column"),
-        ):
+            (options.group_column if labelled else None, "group_column"),
+        ]
+        for column, what in checked:
             if isinstance(column, int):
                 raise ConfigError(f"{where}: {what} must be a name for JSON, Parquet and datasets")
             if column_names is not None and column is not None and column not in column_names:
@@ -406,7 +461,7 @@ class TextDomain(Domain):
         if pair_key is None and (column_names is None or "text_pair" in column_names):
             pair_key = "text_pair"
         pair_optional = options.text_pair_column is None
-        group_key = options.group_column
+        group_key = options.group_column if labelled else None
         records: list[_Record] = []
         for row, item in items:
             if not isinstance(item, Mapping):
@@ -425,8 +480,8 @@ class TextDomain(Domain):
                 elif value is not None or not pair_optional:
                     bad_records.add(where, row, f"text pair field {pair_key!r} is not a string")
                     continue
-            label = self._mapping_label(item.get(label_key), label_names)
-            if label is None:
+            label = self._mapping_label(item.get(label_key), label_names) if labelled else None
+            if labelled and label is None:
                 bad_records.add(where, row, f"missing label in field {label_key!r}")
                 continue
             group = None if group_key is None else _label_text(item.get(str(group_key)))
@@ -452,6 +507,7 @@ class TextDomain(Domain):
         source: Mapping[str, Any],
         options: _Options,
         bad_records: BadRecords,
+        labelled: bool,
     ) -> datasets.Dataset | datasets.DatasetDict:
         split = source.get("split")
         if isinstance(obj, datasets.DatasetDict) and split is not None:
@@ -469,12 +525,18 @@ class TextDomain(Domain):
                 names = list(feature.feature.names)
             label = f"{where}[{name}]" if name else where
             records = self._from_mappings(
-                label, enumerate(part), part.column_names, options, bad_records, names
+                label,
+                enumerate(part),
+                part.column_names,
+                options,
+                bad_records,
+                names,
+                labelled=labelled,
             )
             if not records:
                 raise DataError(f"{label}: no readable records")
             per_split.append(records)
-        built = self._build(per_split, where, source, options)
+        built = self._build(per_split, where, source, options, labelled)
         if isinstance(obj, datasets.DatasetDict):
             return datasets.DatasetDict(dict(zip(parts.keys(), built, strict=True)))
         return built[0]
@@ -487,25 +549,40 @@ class TextDomain(Domain):
         where: str,
         source: Mapping[str, Any],
         options: _Options,
+        labelled: bool,
     ) -> list[datasets.Dataset]:
+        """One dataset per part; unlabelled, the input columns only."""
         everything = [r for part in parts for r in part]
+        has_pair = any(r.pair is not None for r in everything)
+        if has_pair:
+            self.input_columns = ("text", "text_pair")
+        if not labelled:
+            spec: dict[str, Any] = {"text": datasets.Value("string")}
+            if has_pair:
+                spec["text_pair"] = datasets.Value("string")
+            return [
+                datasets.Dataset.from_dict(
+                    {"text": [r.text for r in part]}
+                    | ({"text_pair": [r.pair for r in part]} if has_pair else {}),
+                    features=datasets.Features(spec),
+                )
+                for part in parts
+            ]
         multi = any(isinstance(r.label, list) for r in everything)
         seen: set[str] = set()
         for r in everything:
-            seen.update(r.label if isinstance(r.label, list) else [r.label])
+            if r.label is not None:
+                seen.update(r.label if isinstance(r.label, list) else [r.label])
         given = source.get("label_names")
         label_names = [str(n) for n in given] if given else sorted(seen, key=_sort_key)
         unknown = sorted(seen - set(label_names))
         if unknown:
             raise DataError(f"{where}: labels {unknown} are not among label_names {label_names}")
         index = {n: i for i, n in enumerate(label_names)}
-        has_pair = any(r.pair is not None for r in everything)
-        if has_pair:
-            self.input_columns = ("text", "text_pair")
         has_group = options.group_column is not None
         domain = source.get("domain")
         class_label = datasets.ClassLabel(names=label_names)
-        spec: dict[str, Any] = {"text": datasets.Value("string")}
+        spec = {"text": datasets.Value("string")}
         if has_pair:
             spec["text_pair"] = datasets.Value("string")
         spec["label"] = datasets.List(class_label) if multi else class_label
@@ -521,7 +598,7 @@ class TextDomain(Domain):
                 data["text_pair"] = [r.pair for r in part]
             if multi:
                 data["label"] = [
-                    [index[n] for n in (r.label if isinstance(r.label, list) else [r.label])]
+                    [index[n] for n in (r.label if isinstance(r.label, list) else [str(r.label)])]
                     for r in part
                 ]
             else:
