@@ -207,16 +207,17 @@ def run_pair(name: str, pair: dict[str, Any], args: argparse.Namespace, folder: 
         {"dataset": splits["source_train"], "split": "train"},
         {"dataset": splits["source_val"], "split": "validation"},
     ]
-    lp.transfer(
-        domain="tabular",
-        data=[*source_data, {"dataset": splits["source_val"], "split": "test"}],
-        backbone="mlp",
-        backbone_options=options,
-        train=train,
-        bootstrap=0,
-        output_dir=folder / "source",
-    )
     source_model = folder / "source" / "model"
+    if not (args.resume and (source_model / "lepton.json").is_file()):
+        lp.transfer(
+            domain="tabular",
+            data=[*source_data, {"dataset": splits["source_val"], "split": "test"}],
+            backbone="mlp",
+            backbone_options=options,
+            train=train,
+            bootstrap=0,
+            output_dir=folder / "source",
+        )
     started = time.perf_counter()
     comparison = lp.compare(
         METHODS,
@@ -295,6 +296,46 @@ def validator_picks(
     return out
 
 
+def _interval(diff: dict[str, Any] | None) -> str:
+    if not diff:
+        return ""
+    mark = " **↑**" if diff["low"] > 0 else (" **↓**" if diff["high"] < 0 else "")
+    return f"{diff['delta']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]{mark}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of docs/results.md from a results JSON: per pair, each row's target test
+    accuracy, its paired difference from source-only and from its control; then the
+    validators' picks."""
+    out = []
+    for name, pair in results["pairs"].items():
+        comparison = pair["comparison"]
+        sizes = pair["sizes"]
+        out.append(
+            f"**{name}** (source {sizes['source_train']} + {sizes['source_validation']} "
+            f"validation; target pool {sizes['target_pool']} unlabelled, test "
+            f"{sizes['target_test']}; seeds {comparison['seeds']})\n"
+        )
+        out.append("| row | accuracy (mean ± std) | Δ vs source-only [95%] | Δ vs control [95%] |")
+        out.append("| --- | --- | --- | --- |")
+        for row in comparison["rows"]:
+            diffs = row["differences"]
+            label = row["name"] if row["kind"] == "strategy" else f"{row['name']} ({row['kind']})"
+            out.append(
+                f"| {label} | {row['mean']:.3f} ± {row['std']:.3f} | "
+                f"{_interval(diffs.get('source-only'))} | "
+                f"{_interval(diffs.get(row['control']) if row['control'] else None)} |"
+            )
+        picks = pair["validator_picks"]
+        shown = "; ".join(
+            f"`{v}` picks {', '.join(sorted(set(p['choices'].values())))}: "
+            f"{_interval(p['vs_source_only'])}"
+            for v, p in picks.items()
+        )
+        out.append(f"\nValidator picks (Δ vs source-only): {shown}.\n")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     every = ["digits->mnist", "mnist->digits", "amazon->yelp", "yelp->amazon"] + [
@@ -309,7 +350,13 @@ def main() -> int:
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "adaptation-runs"))
     parser.add_argument("--resume", action="store_true", help="keep finished rows of a run")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--markdown", metavar="JSON", help="print docs/results.md's tables from a results JSON"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text(encoding="utf-8"))))
+        return 0
     if not DATA.is_dir():
         print(f"no shared data at {DATA}; nothing measured", file=sys.stderr)
         return 1
@@ -318,7 +365,12 @@ def main() -> int:
     torch.set_num_threads(2)
     found = pairs(args.pairs, args.mnist_rows)
     results: dict[str, Any] = {}
+    if args.resume and args.out and Path(args.out).is_file():  # pairs finished earlier stay
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))["pairs"]
     for name, pair in found.items():
+        if name in results:
+            print(f"{name}: kept from {args.out}", flush=True)
+            continue
         print(
             f"{name}: source {len(pair['source'][1])}, target {len(pair['target'][1])}", flush=True
         )

@@ -344,7 +344,8 @@ def test_refused_without_a_source_head() -> None:
 
 def test_refused_when_too_few_target_rows_pass_the_threshold() -> None:
     weak = tiny_job(epochs=1, **QUIET)  # its source head is untrained: top probability < 0.5
-    with pytest.raises(DataError, match=r"only 0 of the 120 .* threshold 0\.9.*Lower the"):
+    refused = r"only 0 of the 120 .* threshold 0\.9.*fewer than two per class \(6\).*Lower the"
+    with pytest.raises(DataError, match=refused):
         PseudoLabel().run(weak)
     rows = np.random.default_rng(0).normal(0, 0.1, (60, 4)) + np.array([3, 0, 0, 0])  # a only
     a_only = datasets.Dataset.from_dict({"features": rows.astype(np.float32).tolist()})

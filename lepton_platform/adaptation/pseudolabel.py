@@ -108,15 +108,15 @@ class PseudoLabel(Strategy):
         n: int,
         top: float,
     ) -> None:
-        needed = min(job.config.batch_size, n)
+        needed = min(2 * job.task.num_labels, n)  # two rows per class, at the least
         which = "the source model's" if round_ == 0 else f"the round-{round_} model's"
         if len(kept) < needed:
             raise DataError(
                 f"strategy {self.name!r}: only {len(kept)} of the {n} target examples have a top "
                 f"probability >= threshold {self.threshold:g} under {which} predictions, fewer "
-                f"than one batch ({needed}); the most confident is {top:.3f}. Lower the "
-                "threshold, give more target data, or a smaller batch_size (a weak source "
-                "model is rarely confident on a shifted target)"
+                f"than two per class ({needed}); the most confident is {top:.3f}. Lower the "
+                "threshold or give more target data (a weak source model is rarely confident "
+                "on a shifted target)"
             )
         classes = np.unique(labels[kept])
         if len(classes) < 2:
