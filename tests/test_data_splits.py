@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -134,7 +135,61 @@ def test_empty_split_and_bad_fractions() -> None:
         check_splits(parts)
     with pytest.raises(ConfigError, match="must leave rows for training"):
         SplitConfig(validation=0.5, test=0.5)
-    with pytest.raises(ConfigError, match=r"split\.test: must be a fraction"):
-        SplitConfig(test=0)
+    with pytest.raises(ConfigError, match=r"split\.test: must be a fraction from 0"):
+        SplitConfig(test=-0.1)
+    with pytest.raises(ConfigError, match=r"split\.validation: must be a fraction"):
+        SplitConfig(validation=0)
     with pytest.raises(DataError, match="cannot be split"):
         split_dataset(make([0, 1]))
+
+
+def test_no_test_split_with_test_zero() -> None:
+    """``test: 0``: train and validation only (the test data come from elsewhere); the test
+    split is empty, and ``check_splits`` accepts it only when asked to."""
+    ds = make([0] * 12 + [1] * 6 + [2] * 2)
+    config = SplitConfig(validation=0.25, test=0, seed=4)
+    parts = split_dataset(ds, config)
+    assert [len(parts[s]) for s in SPLITS] == [15, 5, 0]
+    assert parts["test"].features == ds.features
+    assert counts(parts["train"])[2] >= 1
+    check_splits(parts, allow_empty_test=True)
+    with pytest.raises(DataError, match=r"test split is empty.*split\.test: 0"):
+        check_splits(parts)
+    again = split_dataset(ds, config)
+    assert again["validation"]["x"][:] == parts["validation"]["x"][:]
+    # given splits: validation is still carved out of train, no test is carved
+    given = split_dataset({"train": ds}, config)
+    assert [len(given[s]) for s in SPLITS] == [15, 5, 0]
+    both = split_dataset({"train": ds, "validation": make([0, 1])}, config)
+    assert [len(both[s]) for s in SPLITS] == [20, 2, 0]
+    # group-aware: two parts only
+    groups = [f"p{i // 2}" for i in range(len(ds))]
+    grouped = split_dataset(make(ds["label"][:], groups), config)
+    assert len(grouped["test"]) == 0
+    assert not set(grouped["train"]["group"][:]) & set(grouped["validation"]["group"][:])
+
+
+def test_load_data_with_test_zero(tmp_path: Path) -> None:
+    """Through the data layer: the bundle's test split is empty and its summary says 0 rows."""
+    from lepton_platform.data import load_data
+    from lepton_platform.domains import Domain
+
+    class Rows(Domain):
+        name = "rows"
+        input_columns = ("x",)
+
+        def load(self, source: Any, *, bad_records: Any) -> datasets.Dataset:
+            return make([0, 1, 2] * 7)
+
+        def from_inputs(self, inputs: Any) -> datasets.Dataset:
+            raise NotImplementedError
+
+        def example_dataset(
+            self, num_examples: int, label_names: Any, seed: int = 0
+        ) -> datasets.Dataset:
+            raise NotImplementedError
+
+    bundle = load_data(Rows(), {"path": "x"}, split=SplitConfig(validation=0.2, test=0))
+    assert bundle.summary()["rows"] == {"train": 17, "validation": 4, "test": 0}
+    with pytest.raises(DataError, match="test split is empty"):
+        check_splits(bundle.splits())

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from lepton_platform.data.schema import (
     standardize,
 )
 from lepton_platform.data.splits import (
+    SPLIT_ALIASES,
     SPLITS,
     SplitConfig,
     check_splits,
@@ -47,10 +49,15 @@ from lepton_platform.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from lepton_platform.domains import Domain
 
-__all__ = ["DATA_KEYS", "DataBundle", "load_data"]
+__all__ = ["DATA_KEYS", "HUB_KEYS", "DataBundle", "load_data", "load_hub"]
 
 #: Source keys that belong to the data layer; they are not passed to ``Domain.load``.
 DATA_KEYS = ("domain", "split")
+#: The keys of a Hub source, ``{"hub": "<id or local folder>", "config": ..., "split": ...,
+#: "revision": ...}``, which the data layer reads with ``datasets.load_dataset`` (``split`` is
+#: also the run split the rows become, when it names one); the domain then reads the dataset.
+HUB_KEYS = ("hub", "config", "revision")
+_HUB_SPLIT = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(\[[^\]]*\])?\s*$")
 
 
 @dataclass
@@ -160,13 +167,81 @@ def source_list(sources: Sources) -> list[Mapping[str, Any]]:
 
 def _source_name(source: Mapping[str, Any], index: int) -> str:
     """A name for messages and the default ``domain`` value: the source's domain, else the
-    stem of its path, else its position."""
+    stem of its path (or the last part of its Hub id), else its position."""
     if source.get("domain"):
         return str(source["domain"])
-    if source.get("path"):
-        path = Path(str(source["path"]))
-        return path.stem or str(path)
+    for key in ("path", "hub"):
+        if source.get(key):
+            path = Path(str(source[key]))
+            return path.stem or str(path)
     return f"source{index}" if index else "data"
+
+
+def _where(source: Mapping[str, Any], name: str) -> str:
+    if "path" in source:
+        return f"source {name!r} ({source['path']})"
+    if "hub" in source:
+        return f"source {name!r} (hub {source['hub']!r})"
+    return f"source {name!r}"
+
+
+def _wanted_split(source: Mapping[str, Any], where: str) -> str | None:
+    """The run split a source's rows become (``None``: pooled, split by ``SplitConfig``). A
+    Hub source's ``split`` is ``load_dataset``'s: ``train``, ``test[:500]`` become that split;
+    another (``unsupervised``, ``train+test``) is pooled."""
+    raw = source.get("split")
+    if raw is None:
+        return None
+    if "hub" in source:
+        match = _HUB_SPLIT.match(str(raw))
+        name = match.group(1).lower() if match else ""
+        return normalize_split_name(name, where) if name in SPLIT_ALIASES else None
+    return normalize_split_name(raw, where)
+
+
+def load_hub(source: Mapping[str, Any]) -> datasets.Dataset | datasets.DatasetDict:
+    """The dataset a Hub source names, through ``datasets.load_dataset(hub, config,
+    split=split, revision=revision)``: a Hub id where a network exists (or the local
+    ``datasets`` cache has it), or a local data set repository folder (data files, with a
+    ``README.md`` whose YAML may declare configs), which loads without a network.
+
+    Raises :class:`DataError` naming the id when it cannot be loaded (offline, unknown id,
+    config or split), and :class:`ConfigError` for a malformed source."""
+    hub = source.get("hub")
+    if not isinstance(hub, str) or not hub.strip():
+        raise ConfigError(f"a Hub source needs 'hub': a data set id or folder, got {hub!r}")
+    clash = [k for k in ("path", "dataset") if k in source]
+    if clash:
+        raise ConfigError(
+            f"hub source {hub!r}: give 'hub' or {' / '.join(repr(k) for k in clash)}, not both"
+        )
+    config, split, revision = source.get("config"), source.get("split"), source.get("revision")
+    for key, value in (("config", config), ("split", split), ("revision", revision)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"hub source {hub!r}: {key} must be a string, got {value!r}")
+    what = f"hub data set {hub!r}" + (f" (config {config!r})" if config else "")
+    try:
+        loaded = datasets.load_dataset(hub, config, split=split, revision=revision)
+    except Exception as exc:  # datasets raises ConnectionError, FileNotFoundError, ValueError...
+        offline = bool(datasets.config.HF_HUB_OFFLINE) or any(
+            os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        hint = (
+            "; this process is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so only the local "
+            "datasets cache and local folders can be read: run once with a network, or give "
+            "a local folder, a saved dataset or files"
+            if offline
+            else "; check the id, config and split, and the network"
+        )
+        raise DataError(
+            f"{what} cannot be loaded: {type(exc).__name__}: {str(exc).strip()[:500]}{hint}"
+        ) from exc
+    if not isinstance(loaded, datasets.Dataset | datasets.DatasetDict):
+        raise DataError(
+            f"{what}: load_dataset gave {type(loaded).__name__}, not a Dataset or DatasetDict"
+        )
+    return loaded
 
 
 def _normalize(
@@ -218,8 +293,10 @@ def load_data(
 
     A source is a mapping passed to ``domain.load`` (less the data-layer keys ``domain``,
     the value of the ``domain`` column for its rows, and ``split``, the split it is), a path
-    (``{"path": ...}``), or a ``datasets.Dataset`` / ``DatasetDict`` already in the standard
-    schema (``{"dataset": ...}``: used as it is, not read by the domain). Splits a source gives (a
+    (``{"path": ...}``), a ``datasets.Dataset`` / ``DatasetDict`` (``{"dataset": ...}``: read by
+    the domain when it reads datasets, else used as it is, in the standard schema), or a Hub
+    data set (``{"hub": id, "config": ..., "split": ...}``, see :func:`load_hub`). Splits a
+    source gives (a
     ``DatasetDict`` or ``split``) are used as they are; sources without one are added to
     ``train`` when others give splits, else everything is split by ``split`` (seeded,
     stratified, group-aware when a ``group`` column exists). Several sources, or any source
@@ -237,8 +314,8 @@ def load_data(
     pooled: list[tuple[str, datasets.Dataset]] = []
     for i, src in enumerate(source_list_):
         name = _source_name(src, i)
-        where = f"source {name!r}" if "path" not in src else f"source {name!r} ({src['path']})"
-        wanted = None if src.get("split") is None else normalize_split_name(src["split"], where)
+        where = _where(src, name)
+        wanted = _wanted_split(src, where)
         loaded = _load_source(dom, src, bad)
         if isinstance(loaded, datasets.DatasetDict):
             parts = {normalize_split_name(k, where): v for k, v in loaded.items()}
@@ -289,7 +366,7 @@ def load_data(
             if given[s] or (s == "train" and pooled)
         }
         dsd = split_dataset(present, config)
-    check_splits(dsd)
+    check_splits(dsd, allow_empty_test=config.test == 0 and not given["test"])
 
     return DataBundle(
         train=dsd["train"],
@@ -308,7 +385,12 @@ def _load_source(
 ) -> Any:
     """One source read through the domain's reader (``unlabelled``: its reader of unlabelled
     inputs), except a dataset for a domain whose reader takes none
-    (:attr:`Domain.reads_datasets`): that one is used as it is, in the standard schema."""
+    (:attr:`Domain.reads_datasets`): that one is used as it is, in the standard schema. A Hub
+    source (``hub``) is loaded here first and reaches the domain as ``{"dataset": ...}`` with
+    the source's other keys (``image_column``, ``label_column``, ...)."""
+    if "hub" in source:
+        hub = load_hub(source)
+        source = {**{k: v for k, v in source.items() if k not in HUB_KEYS}, "dataset": hub}
     given = source.get("dataset")
     if isinstance(given, datasets.Dataset | datasets.DatasetDict) and not domain.reads_datasets:
         extra = [k for k in source if k not in (*DATA_KEYS, "dataset")]

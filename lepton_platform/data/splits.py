@@ -240,10 +240,20 @@ def split_dataset(
     ``group`` column exists (unless ``by_group`` says otherwise). Given splits are used as they
     are; a missing validation (or test) split is carved out of ``train`` (``config.validation``
     or ``config.test`` of its rows), and with only ``train`` given it is split like one dataset.
-    The same data and seed always give the same split.
+    With ``config.test == 0`` no test split is carved: ``test`` is empty (train and validation
+    only). The same data and seed always give the same split.
     """
     config = config or SplitConfig()
     if isinstance(ds, datasets.Dataset):
+        if config.test == 0:
+            assign = _assign(ds, [config.validation], config)
+            return datasets.DatasetDict(
+                {
+                    "train": _select(ds, assign, 0),
+                    "validation": _select(ds, assign, 1),
+                    "test": ds.select([]),
+                }
+            )
         assign = _assign(ds, [config.validation, config.test], config)
         return datasets.DatasetDict({s: _select(ds, assign, j) for j, s in enumerate(SPLITS)})
 
@@ -258,6 +268,9 @@ def split_dataset(
     missing = [s for s in ("validation", "test") if s not in given]
     if len(missing) == 2:
         return split_dataset(given["train"], config)
+    if missing == ["test"] and config.test == 0:
+        given["test"] = given["train"].select([])
+        missing = []
     if missing:
         split = missing[0]
         fraction = config.validation if split == "validation" else config.test
@@ -272,16 +285,19 @@ def check_splits(
     dsd: datasets.DatasetDict | Mapping[str, datasets.Dataset],
     *,
     require_groups_disjoint: bool = True,
+    allow_empty_test: bool = False,
 ) -> None:
     """Raise :class:`DataError` unless the splits are usable and honest: all three present and
-    non-empty, one label space, no validation or test class that training never saw, and (when
+    non-empty (``allow_empty_test``: the test split may be empty, as ``SplitConfig(test=0)``
+    makes it), one label space, no validation or test class that training never saw, and (when
     ``require_groups_disjoint``) no group in two splits. Group ids are shown hashed."""
     absent = [s for s in SPLITS if s not in dsd]
     if absent:
         raise DataError(f"missing split(s) {absent}; have {sorted(dsd)}")
     for s in SPLITS:
-        if len(dsd[s]) == 0:
-            raise DataError(f"the {s} split is empty; add data or change the split fractions")
+        if len(dsd[s]) == 0 and not (s == "test" and allow_empty_test):
+            hint = " (split.test: 0 asks for no test split)" if s == "test" else ""
+            raise DataError(f"the {s} split is empty; add data or change the split fractions{hint}")
     spaces = {s: class_label(dsd[s].features.get(LABEL)) for s in SPLITS}
     for s, space in spaces.items():
         if space is None:

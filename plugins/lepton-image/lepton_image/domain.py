@@ -16,8 +16,15 @@ Sources (``format`` is inferred from ``path`` when omitted)::
     {"path": "saved/", "format": "hf"}                 # datasets.save_to_disk output
     {"dataset": hf_dataset, "image_column": "img"}     # a datasets.Dataset object
     {"path": "digits.npz"}                             # arrays "images" (N,H,W[,C]) and "labels"
+    {"path": "digits.h5", "images_key": "train/data", "labels_key": "train/target"}  # HDF5
+    {"path": "x.npy", "labels_path": "y.npy"}          # one array per .npy file
     {"path": "t10k-images-idx3-ubyte.gz", "labels_path": "t10k-labels-idx1-ubyte.gz"}  # IDX
     {"images": array, "labels": array, "label_names": [...]}
+
+Arrays (:mod:`lepton_image.arrays`) are checked before any image is stored: their shape,
+type and length, with errors naming the file and the array; an image with NaN or values outside
+``value_range`` is a bad record naming its index. A source key the domain does not know is
+refused by name, with the closest known key suggested.
 
 Multi-label: ``{"path": "tags.csv", "multi_label": true}`` with labels separated by ``;``.
 
@@ -40,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from lepton_image.arrays import ImageArrays, array_format, label_strings, open_arrays
 from lepton_image.decode import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -50,7 +58,7 @@ from lepton_image.decode import (
 )
 from lepton_platform.data import BadRecords, is_saved_dataset, pick_column
 from lepton_platform.domains import Domain
-from lepton_platform.errors import ConfigError, DataError
+from lepton_platform.errors import ConfigError, DataError, did_you_mean
 
 if TYPE_CHECKING:
     import datasets
@@ -59,7 +67,28 @@ __all__ = ["ImageDomain"]
 
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "img", "image_path")
 _LABEL_COLUMNS = ("label", "labels", "class", "target")
-_FORMATS = ("folder", "csv", "json", "hf", "numpy", "idx")
+_FORMATS = ("folder", "csv", "json", "hf", "numpy", "npy", "hdf5", "idx")
+#: Every key an image source may hold (the data layer takes ``domain``, ``split`` and the Hub
+#: keys before the domain reads it).
+SOURCE_KEYS = (
+    "path",
+    "format",
+    "dataset",
+    "images",
+    "labels",
+    "label_names",
+    "multi_label",
+    "label_separator",
+    "image_column",
+    "label_column",
+    "group_column",
+    "images_key",
+    "labels_key",
+    "labels_path",
+    "layout",
+    "limit",
+    "value_range",
+)
 
 
 class ImageDomain(Domain):
@@ -73,6 +102,7 @@ class ImageDomain(Domain):
     name = "image"
     input_columns = ("image",)
     reads_datasets = True
+    input_extensions = tuple(sorted(IMAGE_EXTENSIONS))
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: str = "decode") -> None:
         if not isinstance(max_pixels, int) or max_pixels <= 0:
@@ -111,6 +141,7 @@ class ImageDomain(Domain):
     ) -> datasets.Dataset | datasets.DatasetDict:
         if not isinstance(source, Mapping):
             raise ConfigError(f"an image source must be a mapping, got {type(source).__name__}")
+        check_source_keys(source, SOURCE_KEYS, "image")
         fmt = self._format(source)
         if fmt == "file":
             file = Path(str(source["path"])).resolve()
@@ -128,7 +159,7 @@ class ImageDomain(Domain):
             return self._load_table(source, fmt, bad, labelled)
         if fmt == "hf":
             return self._load_hf(source, bad, labelled)
-        return self._load_numpy(source, bad, labelled)
+        return self._load_arrays(source, fmt, bad, labelled)
 
     def _format(self, source: Mapping[str, Any]) -> str:
         fmt = source.get("format")
@@ -157,8 +188,9 @@ class ImageDomain(Domain):
             return "csv"
         if suffix in (".json", ".jsonl"):
             return "json"
-        if suffix == ".npz":
-            return "numpy"
+        kind = array_format(path)
+        if kind is not None:
+            return "numpy" if kind == "npz" else kind
         if suffix in IMAGE_EXTENSIONS:
             return "file"
         if "idx" in path.name.lower() or suffix == ".idx":
@@ -356,76 +388,89 @@ class ImageDomain(Domain):
         names = _given_names(source) or feature_names or _names_from(labels, multi)
         return self._build(images, labels, names, None, multi, where, bad, fingerprint_files=False)
 
-    def _load_numpy(
-        self, source: Mapping[str, Any], bad: BadRecords, labelled: bool = True
-    ) -> datasets.Dataset:
-        labels: np.ndarray | None = None
-        if "images" in source:
-            images = np.asarray(source["images"])
-            if labelled and "labels" not in source:
-                raise ConfigError("a NumPy image source needs 'labels' beside 'images'")
-            if labelled:
-                labels = np.asarray(source["labels"])
-            where = "arrays"
-        elif self._format(source) == "idx":
+    def _open_arrays(self, source: Mapping[str, Any], fmt: str, labelled: bool) -> ImageArrays:
+        if fmt == "idx":
             from lepton_image.idx import read_idx
 
             file = Path(str(source["path"])).resolve()
-            where = str(file)
             if labelled and "labels_path" not in source:
                 raise ConfigError(
                     f"{file}: an IDX image source needs 'labels_path' (the labels' IDX file)"
                 )
-            images = read_idx(file)
+            given = {"images": read_idx(file), "layout": "NHWC", "limit": source.get("limit")}
             if labelled:
-                labels = read_idx(Path(str(source["labels_path"])))
-            limit = source.get("limit")
-            if limit is not None:
-                images = images[: int(limit)]
-                labels = None if labels is None else labels[: int(limit)]
-        else:
-            file = Path(str(source["path"])).resolve()
-            where = str(file)
-            with np.load(file, allow_pickle=False) as archive:
-                keys = list(archive.keys())
-                ikey = str(source.get("images_key", "images"))
-                lkey = str(source.get("labels_key", "labels"))
-                for key in (ikey, lkey) if labelled else (ikey,):
-                    if key not in keys:
-                        raise DataError(f"{file}: no array {key!r}; arrays present: {keys}")
-                images = archive[ikey]
-                labels = archive[lkey] if labelled else None
-        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
-            raise DataError(
-                f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C) "
-                "with C in 1, 3, 4"
-            )
-        if labels is not None and len(labels) != len(images):
-            raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
-        value_range = source.get("value_range")
-        if value_range is None and images.dtype != np.uint8:
-            finite = images[np.isfinite(images)] if images.dtype.kind == "f" else images
-            low, high = float(finite.min(initial=0)), float(finite.max(initial=0))
-            value_range = (min(low, 0.0), high if high > 1.0 else 1.0)
-        rng = None if value_range is None else (float(value_range[0]), float(value_range[1]))
-        given = _given_names(source)
-        stored: list[dict[str, Any]] = []
-        names_out: list[str] = []
-        for row, array in enumerate(images):
-            if images.dtype.kind == "f" and not np.isfinite(array).all():
-                bad.add(where, row, "image has NaN or infinite values")
-                continue
-            stored.append({"bytes": encode_png(array_to_image(array, rng)), "path": None})
-            if labels is not None:
-                names_out.append(_label_name(labels[row], given))
-        if labels is None:
+                given["labels"] = read_idx(Path(str(source["labels_path"])))
+            arrays = open_arrays(given, labelled=labelled, max_pixels=self.max_pixels)
+            arrays.where, arrays.images_name = str(file), file.name
+            if labelled:
+                arrays.labels_name = Path(str(source["labels_path"])).name
+            return arrays
+        kind = {"numpy": None, "npy": "npy", "hdf5": "hdf5"}[fmt]
+        if "images" not in source and kind is None:
+            kind = "npz"
+        return open_arrays(source, labelled=labelled, fmt=kind, max_pixels=self.max_pixels)
+
+    def _load_arrays(
+        self, source: Mapping[str, Any], fmt: str, bad: BadRecords, labelled: bool = True
+    ) -> datasets.Dataset:
+        """Images from arrays (``.npy``, ``.npz``, HDF5, IDX or in memory): each stored as
+        lossless PNG bytes, scaled to 8 bits from ``value_range``."""
+        with self._open_arrays(source, fmt, labelled) as arrays:
+            where = arrays.where
+            value_range = source.get("value_range")
+            given_range = value_range is not None
+            if given_range:
+                if (
+                    isinstance(value_range, str)
+                    or not isinstance(value_range, Sequence)
+                    or len(value_range) != 2
+                ):
+                    raise ConfigError(f"value_range must be [low, high], got {value_range!r}")
+                low, high = float(value_range[0]), float(value_range[1])
+                if not high > low:
+                    raise ConfigError(f"value_range must have high > low, got {[low, high]}")
+                rng: tuple[float, float] | None = (low, high)
+            elif arrays.dtype != np.uint8 and arrays.dtype != np.bool_:
+                low, high = arrays.value_span()
+                rng = (min(low, 0.0), high if high > 1.0 else 1.0)
+            else:
+                rng = None
+            given = _given_names(source)
+            names_of: list[str | None] = []
+            names: list[str] = []
+            if arrays.labels is not None:
+                names_of, names = label_strings(arrays.labels, given)
+            stored: list[dict[str, Any]] = []
+            names_out: list[str] = []
+            floating = arrays.dtype.kind == "f"
+            for row, array in arrays.items():
+                what = arrays.item_name(row)
+                if floating and not np.isfinite(array).all():
+                    bad.add(where, row, f"{what} has NaN or infinite values")
+                    continue
+                if given_range and rng is not None and array.size:
+                    low, high = float(array.min()), float(array.max())
+                    if low < rng[0] or high > rng[1]:
+                        bad.add(
+                            where,
+                            row,
+                            f"{what} has values from {low:g} to {high:g}, outside value_range "
+                            f"[{rng[0]:g}, {rng[1]:g}]",
+                        )
+                        continue
+                if arrays.labels is not None:
+                    name = names_of[row]
+                    if name is None:
+                        bad.add(where, row, arrays.bad_label(row, given))
+                        continue
+                    names_out.append(name)
+                try:
+                    image = array_to_image(array, rng)
+                except ImageReadError as exc:
+                    raise DataError(f"{where}: {what}: {exc.reason}") from None
+                stored.append({"bytes": encode_png(image), "path": None})
+        if arrays.labels is None:
             return self._build(stored, None, [], None, False, where, bad, fingerprint_files=False)
-        if given is not None:
-            names = given
-        elif labels.dtype.kind in "iu":
-            names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
-        else:
-            names = _names_from(names_out, False)
         return self._build(
             stored, names_out, names, None, False, where, bad, fingerprint_files=False
         )
@@ -552,6 +597,18 @@ class ImageDomain(Domain):
         return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
+def check_source_keys(source: Mapping[str, Any], known: Sequence[str], domain: str) -> None:
+    """Refuse a key no reader of the domain knows (a misspelling, ``lable_column``), naming
+    it and the closest known key."""
+    for key in source:
+        if key not in known:
+            raise ConfigError(
+                f"{domain} source key {key!r} is unknown{did_you_mean(str(key), known)} (the "
+                f"{domain} domain reads {', '.join(known)}; the data layer takes domain, split "
+                "and the Hub keys hub, config, revision)"
+            )
+
+
 def _files_under(folder: Path) -> list[Path]:
     """Every file in ``folder`` and its subfolders, sorted, less hidden ones."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -571,14 +628,6 @@ def _names_from(labels: Sequence[Any], multi: bool) -> list[str]:
     for label in labels:
         found.update(label if multi else [label])
     return sorted(found)
-
-
-def _label_name(label: Any, given: list[str] | None) -> str:
-    if isinstance(label, np.integer | int) and given is not None and 0 <= int(label) < len(given):
-        return given[int(label)]
-    if isinstance(label, np.integer | np.floating) and float(label).is_integer():
-        return str(int(label))
-    return str(label)
 
 
 def _read_rows(file: Path, fmt: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -133,6 +134,12 @@ class ImagePreprocessor(Preprocessor):
     # -- deterministic, cached -------------------------------------------------------------
 
     def _resize_crop(self, image: Image.Image) -> np.ndarray:
+        if self.channels == 1 and image.mode in ("RGB", "RGBA", "CMYK", "YCbCr"):
+            warnings.warn(
+                f"a 1-channel backbone makes {image.mode} colour images grey, so colour never "
+                "reaches the model; give colour data a 3-channel backbone (in_channels: 3)",
+                stacklevel=2,
+            )
         image = to_mode(image, "RGB" if self.channels == 3 else "L")
         width, height = image.size
         scale = self.resize_size / min(width, height)

@@ -101,7 +101,7 @@ def test_numpy_arrays_and_npz(tmp_path: Path) -> None:
     assert _pixels(scaled[0]["image"]).mean() == 128
     with pytest.raises(DataError, match=r"shape \(2, 4\)"):
         _load({"images": np.zeros((2, 4)), "labels": [0, 1]})
-    with pytest.raises(DataError, match="2 images but 3 labels"):
+    with pytest.raises(DataError, match="'images' holds 2 images but 'labels' holds 3 labels"):
         _load({"images": floats, "labels": [0, 1, 1]})
 
 

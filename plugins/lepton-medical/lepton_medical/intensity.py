@@ -11,6 +11,11 @@ Two ways, chosen per source (``window`` wins when both are given):
   ``{"range": [low, high]}`` a fixed range, ``"none"`` keeps 8-bit data and scales 16-bit data
   by its type's range; ``"auto"`` (the default) is ``"none"`` for 8-bit data, else ``"image"``.
 
+Colour images ``(H, W, 3)`` go through the same window or normalisation. The percentiles of
+``image`` and ``dataset`` are taken over all channels together by default, which keeps the
+colour balance (the stain's tint); ``per_channel: true`` stretches each channel between its
+own percentiles instead (a simple colour normalisation, which removes global tints).
+
     >>> import numpy as np
     >>> window_to_uint8(np.array([-1000.0, 40.0, 1000.0]), *resolve_window("soft-tissue"))
     array([  0, 128, 255], dtype=uint8)
@@ -81,12 +86,15 @@ def window_to_uint8(values: np.ndarray, centre: float, width: float) -> np.ndarr
     return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Stretch ``[low, high]`` onto ``0..255`` (a constant image becomes black)."""
+def scale_to_uint8(values: np.ndarray, low: Any, high: Any) -> np.ndarray:
+    """Stretch ``[low, high]`` onto ``0..255`` (a constant image becomes black). ``low`` and
+    ``high`` are numbers, or one per channel (the last axis) of a colour image."""
     arr = np.asarray(values, dtype=np.float64)
-    if not high > low:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    scaled = (arr - low) * (255.0 / (high - low))
+    lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    span = hi - lo
+    flat = span <= 0
+    scaled = (arr - lo) * (255.0 / np.where(flat, 1.0, span))
+    scaled = np.where(flat, 0.0, scaled)
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
@@ -95,20 +103,22 @@ class Intensity:
     """The intensity settings of one source (see the module docstring).
 
     ``window`` is ``None``, ``"file"`` or ``(centre, width)``; ``normalize`` one of ``auto``,
-    ``image``, ``dataset``, ``none`` or ``range``; ``percentiles`` bound the stretch.
+    ``image``, ``dataset``, ``none`` or ``range``; ``percentiles`` bound the stretch, over
+    all channels of a colour image or (``per_channel``) each channel on its own.
     """
 
     window: tuple[float, float] | str | None = None
     normalize: str = "auto"
     percentiles: tuple[float, float] = (0.0, 100.0)
     value_range: tuple[float, float] | None = None
+    per_channel: bool = False
 
     @classmethod
     def from_options(
         cls, options: Mapping[str, Any], defaults: Intensity | None = None
     ) -> Intensity:
-        """Read ``window``, ``normalize`` and ``percentiles`` from a source mapping (falling
-        back to ``defaults``, the domain's settings)."""
+        """Read ``window``, ``normalize``, ``percentiles`` and ``per_channel`` from a source
+        mapping (falling back to ``defaults``, the domain's settings)."""
         base = defaults or cls()
         window: tuple[float, float] | str | None = base.window
         if "window" in options:
@@ -142,30 +152,56 @@ class Intensity:
             if not 0.0 <= lo < hi <= 100.0:
                 raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {raw_p}")
             percentiles = (lo, hi)
+        per_channel = base.per_channel
+        if "per_channel" in options:
+            if not isinstance(options["per_channel"], bool):
+                raise ConfigError(
+                    f"per_channel must be true or false, got {options['per_channel']!r}"
+                )
+            per_channel = options["per_channel"]
         return cls(
-            window=window, normalize=normalize, percentiles=percentiles, value_range=value_range
+            window=window,
+            normalize=normalize,
+            percentiles=percentiles,
+            value_range=value_range,
+            per_channel=per_channel,
         )
 
     def needs_dataset_statistics(self) -> bool:
         return self.normalize == "dataset" and not isinstance(self.window, tuple)
 
-    def dataset_range(self, arrays: Sequence[np.ndarray]) -> tuple[float, float]:
-        """The percentiles over every value of every array (``normalize: dataset``)."""
-        flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
-        low, high = np.percentile(flat, self.percentiles)
+    def _range(self, values: np.ndarray) -> tuple[Any, Any]:
+        """The percentiles of ``values`` (``(N, C)`` per channel, or flat)."""
+        if self.per_channel and values.ndim == 2:
+            low, high = np.percentile(values, self.percentiles, axis=0)
+            return low, high
+        low, high = np.percentile(values, self.percentiles)
         return float(low), float(high)
+
+    def dataset_range(self, arrays: Sequence[np.ndarray]) -> tuple[Any, Any]:
+        """The percentiles over every value of every array (``normalize: dataset``); per
+        channel when ``per_channel`` and the arrays are colour ``(H, W, 3)``."""
+        colour = [np.asarray(a).ndim == 3 for a in arrays]
+        if self.per_channel and all(colour):
+            stacked = np.concatenate(
+                [np.asarray(a, dtype=np.float64).reshape(-1, 3) for a in arrays]
+            )
+            return self._range(stacked)
+        flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+        return self._range(flat)
 
     def to_uint8(
         self,
         values: np.ndarray,
         *,
         file_window: tuple[float, float] | None = None,
-        dataset_range: tuple[float, float] | None = None,
+        dataset_range: tuple[Any, Any] | None = None,
         integer_bits: int | None = None,
     ) -> np.ndarray:
-        """Map one image's values to ``uint8``. ``file_window`` is the DICOM file's own window
-        (used for ``window: "file"``, and by default for DICOM when no normalisation is set);
-        ``integer_bits`` the bit depth of integer data (8 keeps it as is under ``auto``)."""
+        """Map one image's values (``(H, W)`` or colour ``(H, W, 3)``) to ``uint8``.
+        ``file_window`` is the DICOM file's own window (used for ``window: "file"``, and by
+        default for DICOM when no normalisation is set); ``integer_bits`` the bit depth of
+        integer data (8 keeps it as is under ``auto``)."""
         window = self.window
         if window == "file":  # no window in the file: fall back to the normalisation
             window = file_window
@@ -185,8 +221,10 @@ class Intensity:
             if dataset_range is None:
                 raise ConfigError("normalize: dataset needs the dataset's range (internal error)")
             return scale_to_uint8(values, *dataset_range)
-        low, high = np.percentile(np.asarray(values, dtype=np.float64), self.percentiles)
-        return scale_to_uint8(values, float(low), float(high))
+        arr = np.asarray(values, dtype=np.float64)
+        return scale_to_uint8(
+            arr, *self._range(arr.reshape(-1, arr.shape[-1]) if arr.ndim == 3 else arr.ravel())
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,4 +232,5 @@ class Intensity:
             "normalize": self.normalize,
             "percentiles": list(self.percentiles),
             "range": None if self.value_range is None else list(self.value_range),
+            "per_channel": self.per_channel,
         }

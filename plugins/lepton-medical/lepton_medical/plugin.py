@@ -1,8 +1,11 @@
 """The hooks of the medical plugin. Light: nothing heavy is imported until a factory is called.
 
 The backbones are the image plugin's ResNets, built through the registry
-(``lepton_platform.create_backbone``) with a one-channel stem: pretrained RGB stem weights are
-summed over the colour channels, so a gray image keeps the pretrained responses.
+(``lepton_platform.create_backbone``) with a one-channel stem by default: pretrained RGB stem
+weights are summed over the colour channels, so a grey image keeps the pretrained responses.
+With ``in_channels: 3`` (colour sources, ``channels: rgb``) a grey source model's stem filter
+is repeated over the three channels and scaled by 1/3; either way the load report lists the
+stem as adapted.
 """
 
 from __future__ import annotations
@@ -26,9 +29,15 @@ _TINY: dict[str, Any] = {"small_input": True, "image_size": 16, "width": 8, "blo
 DOMAIN_OPTIONS: dict[str, str] = {
     "window": "intensity window of every source: file (the file's own), a preset name "
     "(lung, bone, ...), [centre, width] or {center, width}",
-    "normalize": "auto, minmax, percentile or {mode, ...}: how intensities map to 0-255",
-    "percentiles": "the low and high percentiles of percentile normalisation",
+    "normalize": "auto, image, dataset, none or {range: [low, high]}: how intensities map to 0-255",
+    "percentiles": "the low and high percentiles of image and dataset normalisation",
+    "per_channel": "colour images: the normalisation's percentiles per channel (false: over "
+    "all channels, keeping the colour balance)",
+    "channels": "grey (default: colour made grey), rgb (colour kept, grey repeated; use a "
+    "3-channel backbone) or auto (rgb when a source has colour images)",
     "salt": "salt of the patient-id hashes (default: $LEPTON_PATIENT_SALT)",
+    "max_pixels": "most pixels of one image (decompression-bomb guard)",
+    "max_voxels": "most voxels of one volume or multi-frame DICOM (decompression-bomb guard)",
 }
 
 
@@ -85,7 +94,11 @@ def _metric(
 def _backbone_options() -> dict[str, str]:
     from lepton_image.plugin import BACKBONE_OPTIONS  # the image plugin's options, light
 
-    return {**BACKBONE_OPTIONS, "in_channels": "input channels (default 1: grey scans)"}
+    return {
+        **BACKBONE_OPTIONS,
+        "in_channels": "input channels: 1 (default, grey scans) or 3 (colour, channels: rgb); "
+        "pretrained stem weights of the other count are summed or repeated",
+    }
 
 
 @hookimpl

@@ -1,9 +1,15 @@
 """Readers of medical image files: each gives the 2-D images a file holds, as scanner values.
 
 - DICOM (pydicom): rescale slope and intercept applied, the file's window kept, MONOCHROME1
-  marked for inversion, multi-frame files give the chosen ``frames``; colour is made gray.
+  marked for inversion, multi-frame files give the chosen ``frames``.
 - NIfTI (nibabel): the chosen ``slices`` along ``axis``, or a ``max`` / ``mean`` projection.
 - PNG and TIFF (Pillow), 8- and 16-bit, kept at their bit depth.
+
+Colour (RGB DICOM, colour PNG/TIFF: microscopy, dermoscopy, fundus photographs) is kept as
+``(H, W, 3)`` values when the reader is asked for it (``colour=True``), else made grey
+(luminance). Sizes are checked from the header before any pixel is decoded: an image of more
+than ``max_pixels`` pixels or a volume of more than ``max_voxels`` voxels is refused
+(decompression-bomb guard), and so is a volume or image with a zero-length axis.
 
 A file that cannot be read raises :class:`ReadError` with a reason a user can act on; the
 domain turns it into a bad record naming the file. Patient identifiers are read only to be
@@ -20,12 +26,16 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_VOXELS",
     "DICOM_SUFFIXES",
     "IMAGE_SUFFIXES",
     "NIFTI_SUFFIXES",
     "Frame",
+    "Limits",
     "ReadError",
     "file_kind",
+    "luminance",
     "read_dicom",
     "read_file",
     "read_image",
@@ -35,6 +45,11 @@ __all__ = [
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+#: Pixels of one 2-D image (Pillow's own limit, about a 9459 x 9459 image).
+DEFAULT_MAX_PIXELS = 89_478_485
+#: Voxels of one volume (NIfTI) or multi-frame DICOM: 2**28, 2 GiB as float64.
+DEFAULT_MAX_VOXELS = 2**28
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 class ReadError(Exception):
@@ -45,9 +60,50 @@ class ReadError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a reader accepts: colour kept or made grey, and the size limits."""
+
+    colour: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_voxels: int = DEFAULT_MAX_VOXELS
+
+    def check_image(self, shape: Sequence[int], what: str = "image") -> None:
+        """Refuse an image of ``shape`` (rows, columns, ...) with no pixels or too many."""
+        rows, cols = int(shape[0]), int(shape[1])
+        if rows < 1 or cols < 1:
+            raise ReadError(f"{what} has no pixels ({rows}x{cols})")
+        if rows * cols > self.max_pixels:
+            raise ReadError(
+                f"{what} is too large ({cols}x{rows} = {rows * cols:,} pixels, over "
+                f"max_pixels={self.max_pixels:,}; decompression-bomb guard): raise the domain "
+                "option max_pixels if you trust this file"
+            )
+
+    def check_volume(self, shape: Sequence[int], what: str) -> None:
+        """Refuse a volume of ``shape`` with a zero-length axis or too many voxels."""
+        dims = [int(d) for d in shape]
+        if any(d < 1 for d in dims):
+            raise ReadError(f"{what} has shape {tuple(dims)}: a zero-length axis, no voxels")
+        voxels = int(np.prod(dims, dtype=np.int64))
+        if voxels > self.max_voxels:
+            raise ReadError(
+                f"{what} is too large (shape {tuple(dims)}, {voxels:,} voxels, over "
+                f"max_voxels={self.max_voxels:,}; decompression-bomb guard): raise the domain "
+                "option max_voxels if you trust this file"
+            )
+
+
+def luminance(values: np.ndarray) -> np.ndarray:
+    """Grey values of ``(..., 3)`` (or ``(..., 4)``: alpha dropped) colour values."""
+    grey: np.ndarray = np.asarray(values[..., :3], dtype=np.float64) @ _LUMA
+    return grey
+
+
 @dataclass
 class Frame:
-    """One 2-D image of a file: values, how to display them, and whose it is.
+    """One image of a file: values ``(H, W)`` (grey) or ``(H, W, 3)`` (colour), how to display
+    them, and whose it is.
 
     ``patient`` is the raw DICOM PatientID (hash it before it goes anywhere); ``index`` the
     frame or slice number (``None`` for a single image or a projection).
@@ -59,6 +115,10 @@ class Frame:
     invert: bool = False
     integer_bits: int | None = None
     patient: str | None = None
+
+    @property
+    def colour(self) -> bool:
+        return self.values.ndim == 3
 
 
 def file_kind(path: Path) -> str | None:
@@ -114,8 +174,10 @@ def _first(value: Any) -> float | None:
         return None
 
 
-def read_dicom(path: Path, frames: Any = "middle") -> list[Frame]:
-    """The chosen frames of a DICOM file, with the modality rescale applied."""
+def read_dicom(path: Path, frames: Any = "middle", limits: Limits | None = None) -> list[Frame]:
+    """The chosen frames of a DICOM file, with the modality rescale applied (colour frames
+    kept as ``(H, W, 3)`` when ``limits.colour``, else made grey)."""
+    limits = limits or Limits()
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -127,6 +189,11 @@ def read_dicom(path: Path, frames: Any = "middle") -> list[Frame]:
         raise ReadError(f"unreadable DICOM file ({type(exc).__name__}: {exc})") from None
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ReadError("DICOM file has no pixel data (a report, structured report or header)")
+    n_frames = int(_first(ds.get("NumberOfFrames")) or 1)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    limits.check_image((rows, cols), "DICOM image")
+    if n_frames > 1:
+        limits.check_volume((n_frames, rows, cols), "multi-frame DICOM")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         pixels = np.asarray(ds.pixel_array)
@@ -140,13 +207,14 @@ def read_dicom(path: Path, frames: Any = "middle") -> list[Frame]:
             ) from None
         raise ReadError(f"cannot decode the pixel data ({type(exc).__name__}: {exc})") from None
 
-    n_frames = int(_first(ds.get("NumberOfFrames")) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))
     if n_frames == 1:
         pixels = pixels[None, ...]
-    if samples > 1:  # colour (RGB, YBR converted by pydicom): luminance
-        pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    if pixels.ndim != 3:
+    if samples > 1 and not limits.colour:  # colour (RGB, YBR converted by pydicom): luminance
+        pixels = luminance(pixels)
+    elif samples > 1:
+        pixels = pixels[..., :3]
+    if pixels.ndim != (4 if samples > 1 and limits.colour else 3):
         raise ReadError(f"unexpected pixel array shape {pixels.shape}")
 
     slope = _first(ds.get("RescaleSlope"))
@@ -159,7 +227,8 @@ def read_dicom(path: Path, frames: Any = "middle") -> list[Frame]:
     file_window = (centre, width) if centre is not None and width and width > 0 else None
     invert = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     bits = int(ds.get("BitsStored", 8) or 8)
-    integer_bits = None if rescaled or samples > 1 else (8 if bits <= 8 else 16)
+    grey_of_colour = samples > 1 and not limits.colour  # luminance: no longer integers
+    integer_bits = None if rescaled or grey_of_colour else (8 if bits <= 8 else 16)
     patient = ds.get("PatientID")
     patient = str(patient) if patient not in (None, "") else None
     picks = _choose(n_frames, frames, "frames")
@@ -176,14 +245,29 @@ def read_dicom(path: Path, frames: Any = "middle") -> list[Frame]:
     ]
 
 
-def read_nifti(path: Path, slices: Any = "middle", axis: int = 2) -> list[Frame]:
-    """The chosen slices (or a ``max`` / ``mean`` projection) of a NIfTI volume along ``axis``."""
+def read_nifti(
+    path: Path, slices: Any = "middle", axis: int = 2, limits: Limits | None = None
+) -> list[Frame]:
+    """The chosen slices (or a ``max`` / ``mean`` projection) of a NIfTI volume along ``axis``;
+    its shape is checked from the header (no zero-length axis, at most ``max_voxels``) before
+    the data are read."""
     import nibabel
 
+    limits = limits or Limits()
+    if axis not in (0, 1, 2):
+        raise ReadError(f"axis must be 0, 1 or 2, got {axis}")
     try:
         image = nibabel.load(str(path))
-        data = np.asarray(image.get_fdata(dtype=np.float64))  # type: ignore[attr-defined]
+        shape = tuple(int(d) for d in image.shape)  # type: ignore[attr-defined]
     except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError, ValueError...
+        raise ReadError(f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
+    limits.check_volume(shape, "NIfTI volume")
+    if len(shape) > axis and len(shape) == 3:
+        plane = [d for i, d in enumerate(shape) if i != axis]
+        limits.check_image(plane, f"NIfTI slice along axis {axis}")
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float64))  # type: ignore[attr-defined]
+    except Exception as exc:
         raise ReadError(f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -194,8 +278,6 @@ def read_nifti(path: Path, slices: Any = "middle", axis: int = 2) -> list[Frame]
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise ReadError(f"NIfTI volume holds {bad} NaN or infinite value(s)")
-    if axis not in (0, 1, 2):
-        raise ReadError(f"axis must be 0, 1 or 2, got {axis}")
     volume = np.moveaxis(data, axis, 0)
     if slices in ("max", "mean"):
         projected = volume.max(axis=0) if slices == "max" else volume.mean(axis=0)
@@ -204,21 +286,40 @@ def read_nifti(path: Path, slices: Any = "middle", axis: int = 2) -> list[Frame]
     return [Frame(values=np.rot90(volume[i]), index=i) for i in picks]
 
 
-def read_image(path: Path) -> list[Frame]:
-    """A PNG or TIFF at its own bit depth (8-bit, 16-bit or float); colour becomes gray."""
+def read_image(path: Path | bytes, limits: Limits | None = None) -> list[Frame]:
+    """A PNG or TIFF (a file, or its bytes) at its own bit depth (8-bit, 16-bit or float);
+    colour is kept as 8-bit RGB when ``limits.colour``, else made grey. The size is checked
+    from the header before the pixels are decoded."""
+    import io
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    limits = limits or Limits()
+    target: Any = io.BytesIO(path) if isinstance(path, bytes) else path
+    old = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image: Image.Image = opened
-            if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA", "1"):
-                image = image.convert("L")
-            values = np.asarray(image)
+        Image.MAX_IMAGE_PIXELS = None  # the check below, with the size in the message
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(target) as opened:
+                limits.check_image((opened.size[1], opened.size[0]))
+                opened.load()
+                image: Image.Image = opened
+                if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA", "1"):
+                    colour = limits.colour and image.mode not in ("LA", "1")
+                    image = image.convert("RGB" if colour else "L")
+                values = np.asarray(image)
+    except ReadError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ReadError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if values.ndim == 3:
+        return [Frame(values=values.astype(np.float64), integer_bits=8)]
     if values.ndim != 2:
-        raise ReadError(f"image has shape {values.shape}; expected a 2-D gray image")
+        raise ReadError(f"image has shape {values.shape}; expected a 2-D grey or colour image")
     if values.dtype.kind == "f":
         if not np.isfinite(values).all():
             raise ReadError("image holds NaN or infinite values")
@@ -227,16 +328,18 @@ def read_image(path: Path) -> list[Frame]:
     return [Frame(values=values.astype(np.float64), integer_bits=bits)]
 
 
-def read_file(path: Path, options: dict[str, Any] | None = None) -> list[Frame]:
+def read_file(
+    path: Path, options: dict[str, Any] | None = None, limits: Limits | None = None
+) -> list[Frame]:
     """Read any supported file; ``options`` holds ``frames``, ``slices`` and ``axis``."""
     opts = options or {}
     kind = opts.get("kind") or file_kind(path)
     if kind == "dicom":
-        return read_dicom(path, opts.get("frames", "middle"))
+        return read_dicom(path, opts.get("frames", "middle"), limits)
     if kind == "nifti":
-        return read_nifti(path, opts.get("slices", "middle"), int(opts.get("axis", 2)))
+        return read_nifti(path, opts.get("slices", "middle"), int(opts.get("axis", 2)), limits)
     if kind == "image":
-        return read_image(path)
+        return read_image(path, limits)
     raise ReadError(
         f"not a medical image file this domain reads (DICOM {', '.join(DICOM_SUFFIXES)}, "
         f"NIfTI {', '.join(NIFTI_SUFFIXES)}, {', '.join(IMAGE_SUFFIXES)})"

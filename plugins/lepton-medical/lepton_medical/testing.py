@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_dicom", "write_nifti"]
+__all__ = ["write_colour_dicom", "write_dicom", "write_nifti"]
 
 
 def write_dicom(
@@ -75,6 +75,32 @@ def write_dicom(
         else:
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
             ds.PixelData = frames.astype("<i2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def write_colour_dicom(path: Path, rgb: np.ndarray, *, patient_id: str = "PATIENT-0001") -> Path:
+    """A colour DICOM file (a visible-light photograph, as in dermoscopy or microscopy) holding
+    ``rgb``, ``(rows, cols, 3)`` ``uint8``, as interleaved 8-bit RGB."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, VLPhotographicImageStorage, generate_uid
+
+    arr = np.ascontiguousarray(rgb, dtype=np.uint8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = VLPhotographicImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = VLPhotographicImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient_id
+    ds.Modality = "XC"
+    ds.Rows, ds.Columns = int(arr.shape[0]), int(arr.shape[1])
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = arr.tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path

@@ -64,8 +64,8 @@ def test_skipping_lists_every_bad_file(tmp_path: Path) -> None:
 
 
 def test_npz_without_the_expected_arrays(tmp_path: Path) -> None:
-    np.savez(tmp_path / "wrong.npz", images=np.zeros((2, 4, 4)), labels=np.zeros(2))
-    with pytest.raises(DataError, match=r"wrong\.npz.*train_images.*arrays present"):
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((2, 4, 4)), y=np.zeros(2))
+    with pytest.raises(DataError, match=r"wrong\.npz.*train_images.*arrays present: \['x', 'y'\]"):
         load_data("medical-image", {"path": str(tmp_path / "wrong.npz")})
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match=r"broken\.npz"):
