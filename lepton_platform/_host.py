@@ -5,6 +5,8 @@ Loading is lazy and happens once per host. Environment switches:
 
 - ``LEPTON_PLUGINS=a,b``: load only these distributions (empty: none but the built-ins);
 - ``LEPTON_DISABLE_PLUGINS=a,b``: skip these distributions;
+- ``LEPTON_PREFER=a,backbone:resnet18=b``: which distribution provides a name that several
+  provide (without a choice, such a name is refused, naming every provider);
 - ``LEPTON_STRICT_PLUGINS=1``: a broken plugin is an error instead of a report.
 """
 
@@ -55,6 +57,61 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class Preference:
+    """Which distribution provides a name that several provide: ``general`` holds
+    distributions (or entry-point names) in order of preference, ``targeted`` maps
+    ``kind:name`` or ``name`` to one of them.
+
+    ``Preference.parse("lepton-image, backbone:resnet18=acme-zoo")`` reads the form of
+    ``LEPTON_PREFER``."""
+
+    general: tuple[str, ...] = ()
+    targeted: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: str | Sequence[str] | None) -> Preference:
+        if value is None:
+            return cls()
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        general: list[str] = []
+        targeted: dict[str, str] = {}
+        for part in (str(p).strip() for p in parts):
+            if not part:
+                continue
+            key, sep, dist = part.partition("=")
+            if sep:
+                if not key.strip() or not dist.strip():
+                    raise PluginError(
+                        f"LEPTON_PREFER entry {part!r} is malformed: write a distribution "
+                        "(lepton-image) or NAME=DISTRIBUTION (backbone:resnet18=lepton-image)"
+                    )
+                targeted[key.strip()] = canonical(dist.strip())
+            else:
+                general.append(canonical(part))
+        return cls(tuple(general), targeted)
+
+    def choose(self, kind: str, name: str, offers: Sequence[PluginInfo]) -> PluginInfo | None:
+        """The provider chosen among ``offers`` for ``kind`` ``name`` (``None``: no choice)."""
+
+        def matching(wanted: str) -> PluginInfo | None:
+            for info in offers:
+                if wanted in (canonical(info.distribution), canonical(info.name)):
+                    return info
+            return None
+
+        for key in (f"{kind}:{name}", name):
+            if key in self.targeted:
+                chosen = matching(self.targeted[key])
+                if chosen is not None:
+                    return chosen
+        for wanted in self.general:
+            chosen = matching(wanted)
+            if chosen is not None:
+                return chosen
+        return None
+
+
 @dataclass
 class PluginInfo:
     """What the host knows of one plugin: where it came from, what it provides, what went wrong.
@@ -74,6 +131,8 @@ class PluginInfo:
     #: What loads but costs every command (heavy imports, a slow import, output on stdout).
     warnings: list[str] = field(default_factory=list)
     import_seconds: float = 0.0
+    #: Names it provides that another provider was chosen for (``LEPTON_PREFER``).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Status:
@@ -96,6 +155,7 @@ class PluginInfo:
             "provides": {k: v for k, v in self.provides.items() if v},
             "errors": list(self.errors),
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
             "import_seconds": round(self.import_seconds, 3),
         }
 
@@ -106,6 +166,10 @@ class PluginHost:
     The host knows no plugin of its own: the core's built-ins come through the core
     distribution's entry point like any other plugin. ``discover=False`` makes an isolated host
     that loads no entry point at all (the testing kit's fixture registers the built-ins on it).
+
+    A name that two distributions provide is refused (``get`` raises a :class:`PluginError`
+    naming both) unless ``prefer`` (default: ``LEPTON_PREFER``) chooses one of them; nothing
+    is kept by the order in which plugins happen to load.
     """
 
     def __init__(
@@ -114,12 +178,15 @@ class PluginHost:
         discover: bool = True,
         environ: Mapping[str, str] | None = None,
         strict: bool | None = None,
+        prefer: str | Sequence[str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.discover = discover
         self.only = _names_from_env(env.get("LEPTON_PLUGINS"))
         self.disabled = _names_from_env(env.get("LEPTON_DISABLE_PLUGINS")) or set()
         self.strict = _truthy(env.get("LEPTON_STRICT_PLUGINS")) if strict is None else strict
+        self.preference = Preference.parse(env.get("LEPTON_PREFER") if prefer is None else prefer)
+        self._clashes: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._plugins: dict[str, PluginInfo] = {}
@@ -155,6 +222,16 @@ class PluginHost:
         self._plugins = {}
         self._objects = {}
         self._specs = {kind: {} for kind in KINDS}
+        self._clashes = {kind: {} for kind in KINDS}
+
+    def prefer(self, preference: str | Sequence[str]) -> None:
+        """Choose which distribution provides a name that several provide, as
+        ``LEPTON_PREFER`` does (a config's choice, say): ``"lepton-image"``,
+        ``["backbone:resnet18=lepton-image"]``. The registry is rebuilt at once."""
+        with self._lock:
+            self.preference = Preference.parse(preference)
+            if self._loaded:
+                self._collect()
 
     def _discover(self) -> None:
         eps = sorted(
@@ -329,6 +406,7 @@ class PluginHost:
 
     def _collect(self) -> None:
         specs: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        clashes: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         problems: list[str] = []
         impls = {
             hook_name: {
@@ -337,10 +415,13 @@ class PluginHost:
             }
             for hook_name in hookspecs.HOOK_FOR_KIND.values()
         }
+        offers: dict[str, dict[str, list[tuple[PluginInfo, Spec]]]] = {k: {} for k in KINDS}
+        offered_by: dict[str, list[tuple[str, str]]] = {}  # each plugin's names, in its order
         for info in self._plugins.values():
             if info.broken:
                 continue
             info.errors.clear()
+            info.notes.clear()
             info.provides = {}
             for kind in KINDS:
                 hook_name = hookspecs.HOOK_FOR_KIND[kind]
@@ -354,18 +435,46 @@ class PluginHost:
                     info.errors.append(f"hook {hook_name} raised {_describe(exc)}")
                     continue
                 for spec in self._validate(kind, hook_name, returned, info):
-                    taken = specs[kind].get(spec.name)
-                    if taken is not None:
+                    offered = offers[kind].setdefault(spec.name, [])
+                    if any(other is info for other, _ in offered):
                         info.errors.append(
-                            f"{kind} {spec.name!r} is provided by both {taken.provider} "
-                            f"and {info.provider}; the one from {taken.provider} is kept. "
-                            "Rename one of them, or disable a plugin with LEPTON_DISABLE_PLUGINS"
+                            f"hook {hook_name} returned two {kind}s named {spec.name!r}; the "
+                            "first is used"
                         )
                         continue
-                    specs[kind][spec.name] = dataclasses.replace(spec, provider=info.provider)
-                    info.provides.setdefault(kind, []).append(spec.name)
+                    offered.append((info, spec))
+                    offered_by.setdefault(info.name, []).append((kind, spec.name))
+        chosen: dict[tuple[str, str], PluginInfo] = {}
+        for kind, by_name in offers.items():
+            for name, offered in by_name.items():
+                providers = [info for info, _ in offered]
+                winner = providers[0] if len(providers) == 1 else None
+                if winner is None:
+                    winner = self.preference.choose(kind, name, providers)
+                    if winner is None:
+                        message = _clash_message(kind, name, providers)
+                        clashes[kind][name] = message
+                        for info in providers:
+                            info.errors.append(message)
+                        continue
+                    for info in providers:
+                        if info is not winner:
+                            info.notes.append(
+                                f"{kind} {name!r} is also provided by {winner.provider}, which "
+                                "LEPTON_PREFER chose; this plugin's is not used"
+                            )
+                spec = next(spec for info, spec in offered if info is winner)
+                specs[kind][name] = dataclasses.replace(spec, provider=winner.provider)
+                chosen[(kind, name)] = winner
+        for info in self._plugins.values():
+            if info.broken:
+                continue
+            for kind, name in offered_by.get(info.name, []):
+                if chosen.get((kind, name)) is info:
+                    info.provides.setdefault(kind, []).append(name)
             problems.extend(f"plugin {info.distribution!r}: {e}" for e in info.errors)
         self._specs = specs
+        self._clashes = clashes
         if problems and self.strict:
             raise PluginError("; ".join(problems))
 
@@ -422,16 +531,34 @@ class PluginHost:
         return dict(self._specs[kind])
 
     def get(self, kind: str, name: str) -> Spec:
+        """The spec of ``kind`` registered as ``name``; a name that several distributions
+        provide, none of them chosen, is a :class:`PluginError` naming them."""
         specs = self.specs(kind)
         try:
             return specs[name]
         except KeyError:
+            clash = self._clashes.get(kind, {}).get(name)
+            if clash is not None:
+                raise PluginError(clash) from None
             hint = did_you_mean(name, specs)
             raise UnknownNameError(f"{kind} {name!r} is not registered{hint}") from None
 
     def list(self, kind: str, pattern: str | None = None, **filters: Any) -> list[Spec]:
         specs = self.specs(kind)
         return [specs[n] for n in sorted(specs) if specs[n].matches(pattern, **filters)]
+
+
+def _clash_message(kind: str, name: str, providers: Sequence[PluginInfo]) -> str:
+    """The error of a name several distributions provide, saying how to choose."""
+    names = [str(info.provider) for info in providers]
+    both = " and ".join(names) if len(names) == 2 else ", ".join(names[:-1]) + " and " + names[-1]
+    dists = [canonical(info.distribution) for info in providers]
+    alternatives = " or ".join(f"LEPTON_PREFER={d}" for d in dists)
+    return (
+        f"{kind} {name!r} is provided by both {both}; it is not used until you choose one: "
+        f"set {alternatives} (or {kind}:{name}=DISTRIBUTION for this name alone), or disable "
+        "a plugin with LEPTON_DISABLE_PLUGINS"
+    )
 
 
 _MACHINERY = (

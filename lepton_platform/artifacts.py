@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lepton_platform._io import AtomicFolder, canonicalise_safetensors, sha256_file
+from lepton_platform._io import AtomicFolder, canonicalise_safetensors, is_plain_name, sha256_file
 from lepton_platform._version import __version__
 from lepton_platform.errors import ArtifactError
 
@@ -160,7 +160,7 @@ def write_model(
 # -- reading -------------------------------------------------------------------------------------
 
 
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -200,10 +200,28 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     names = manifest.get("label_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
         raise ArtifactError(f"{manifest_path}: label_names must be a non-empty list of strings")
-    file = manifest["weights"].get("file", WEIGHTS)
-    if not isinstance(file, str) or not _PLAIN_NAME.match(file):
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{manifest_path}: label_names {names} name a label twice")
+    for key in ("preprocessing", "strategy", "metrics", "data_fingerprints", "plugins", "extra"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise ArtifactError(
+                f"{manifest_path}: {key} must be a mapping, got {type(manifest[key]).__name__}"
+            )
+    weights = manifest["weights"]
+    file = weights.get("file", WEIGHTS)
+    if not is_plain_name(file):
         raise ArtifactError(
             f"{manifest_path}: weights.file {file!r} must be a plain file name inside the folder"
+        )
+    if not isinstance(weights.get("sha256"), str) or not _SHA256.match(weights["sha256"]):
+        raise ArtifactError(
+            f"{manifest_path}: weights.sha256 must be the 64 hex digits of the weights' SHA-256, "
+            f"got {weights.get('sha256')!r:.80}"
+        )
+    size = weights.get("bytes")
+    if "bytes" in weights and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ArtifactError(
+            f"{manifest_path}: weights.bytes must be the weights' size in bytes, got {size!r:.80}"
         )
     return manifest
 

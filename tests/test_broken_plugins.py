@@ -184,14 +184,22 @@ def test_import_errors_are_broken_and_name_the_module(host: PluginHost) -> None:
     assert "fix the entry point" in missing.errors[0]
 
 
-def test_a_name_clash_names_both_providers_and_keeps_the_first(host: PluginHost) -> None:
-    kept = host.get("task", "clash")
-    assert kept.provider is not None and kept.provider.distribution == "fake-clash-a"
-    loser = info_of(host, "fake-clash-b")
-    assert loser.status == "error"
-    (error,) = loser.errors
-    assert "task 'clash' is provided by both fake-clash-a 1.0 and fake-clash-b 1.0" in error
-    assert info_of(host, "fake-clash-a").status == "ok"
+def test_a_name_clash_names_both_providers_and_is_refused_until_one_is_chosen(
+    host: PluginHost,
+) -> None:
+    with pytest.raises(PluginError, match=r"task 'clash' is provided by both fake-clash-a 1\.0"):
+        host.get("task", "clash")
+    for side in ("a", "b"):
+        info = info_of(host, f"fake-clash-{side}")
+        assert info.status == "error" and not info.provides
+        (error,) = info.errors
+        assert "task 'clash' is provided by both fake-clash-a 1.0 and fake-clash-b 1.0" in error
+        assert "LEPTON_PREFER=fake-clash-a or LEPTON_PREFER=fake-clash-b" in error
+    chosen = PluginHost(environ={"LEPTON_PREFER": "fake-clash-b"}).load()
+    kept = chosen.get("task", "clash")
+    assert kept.provider is not None and kept.provider.distribution == "fake-clash-b"
+    assert info_of(chosen, "fake-clash-a").status == "ok"
+    assert info_of(chosen, "fake-clash-b").provides == {"task": ["clash"]}
 
 
 def test_the_rest_load(host: PluginHost) -> None:

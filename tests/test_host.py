@@ -89,20 +89,20 @@ def test_lepton_tasks_hook(lepton_host: PluginHost) -> None:
 
 
 def test_lepton_strategies_hook(lepton_host: PluginHost) -> None:
-    def bitfit(lr: float = 1e-3) -> dict[str, float]:
+    def biasonly(lr: float = 1e-3) -> dict[str, float]:
         if lr <= 0:
-            raise ConfigError(f"bitfit: lr must be positive, got {lr}")
+            raise ConfigError(f"biasonly: lr must be positive, got {lr}")
         return {"lr": lr}
 
     spec = StrategySpec(
-        name="bitfit", factory=bitfit, paper="Ben Zaken et al. 2022", parameters={"lr": "rate"}
+        name="biasonly", factory=biasonly, paper="Example et al. 2099", parameters={"lr": "rate"}
     )
-    lp.register_plugin(Plugin(lepton_strategies=[spec]), "bitfit")
-    assert lp.create_strategy("bitfit", lr=0.5) == {"lr": 0.5}
+    lp.register_plugin(Plugin(lepton_strategies=[spec]), "biasonly")
+    assert lp.create_strategy("biasonly", lr=0.5) == {"lr": 0.5}
     with pytest.raises(ConfigError, match="lr must be positive"):
-        lp.create_strategy("bitfit", lr=-1.0)
-    assert lp.get_strategy("bitfit").summary()["parameters"] == {"lr": "rate"}
-    assert [s.name for s in lp.list_strategies(paper="Ben Zaken et al. 2022")] == ["bitfit"]
+        lp.create_strategy("biasonly", lr=-1.0)
+    assert lp.get_strategy("biasonly").summary()["parameters"] == {"lr": "rate"}
+    assert [s.name for s in lp.list_strategies(paper="Example et al. 2099")] == ["biasonly"]
 
 
 def test_lepton_metrics_hook(lepton_host: PluginHost) -> None:
@@ -163,15 +163,27 @@ def test_a_bad_in_process_plugin_is_reported_not_raised(lepton_host: PluginHost)
     assert "classification" in {s.name for s in lp.list_tasks()}
 
 
-def test_a_clash_with_a_builtin_keeps_the_builtin(lepton_host: PluginHost) -> None:
+def test_a_clash_with_a_builtin_is_refused_until_one_is_chosen(lepton_host: PluginHost) -> None:
     info = lp.register_plugin(
         Plugin(lepton_tasks=[TaskSpec(name="classification", factory=dict)]), "copycat"
     )
-    assert info.errors == [
-        "task 'classification' is provided by both lepton-platform "
-        f"{lp.__version__} and copycat; the one from lepton-platform {lp.__version__} is kept. "
-        "Rename one of them, or disable a plugin with LEPTON_DISABLE_PLUGINS"
-    ]
+    message = (
+        f"task 'classification' is provided by both lepton-platform {lp.__version__} and "
+        "copycat; it is not used until you choose one: set LEPTON_PREFER=lepton-platform or "
+        "LEPTON_PREFER=copycat (or task:classification=DISTRIBUTION for this name alone), or "
+        "disable a plugin with LEPTON_DISABLE_PLUGINS"
+    )
+    assert info.errors == [message]
+    with pytest.raises(PluginError) as refused:
+        lp.get_task("classification")
+    assert str(refused.value) == message
+    lepton_host.prefer("lepton-platform")
+    spec = lp.get_task("classification")
+    assert spec.provider is not None and spec.provider.distribution == "lepton-platform"
+    assert lepton_host.plugins_by_name()["copycat"].status == "ok"
+    assert "which LEPTON_PREFER chose" in lepton_host.plugins_by_name()["copycat"].notes[0]
+    lepton_host.prefer("task:classification=copycat")
+    assert str(lp.get_task("classification").provider) == "copycat"
 
 
 def test_strict_host_raises_on_a_bad_in_process_plugin() -> None:

@@ -16,9 +16,19 @@ Only the main process of a run (``accelerate launch`` starts several) creates an
 folder; the others wait for it and write nothing. An exclusive lock (``<root>/.<name>.lock``)
 is held while a run is open, so two processes never write one run: a second ``lepton run`` of
 that name is refused at once, naming the holder. A dead holder's lock is released by the
-system. An existing folder is refused unless the run is resumed (same config), overwritten, or
-it failed before training started (a plain retry reuses it). Files are written through a
-temporary file and a rename, with the permissions the user's umask gives.
+system; a status left ``running`` by a killed process is listed as ``stopped`` (its pid is
+gone) and resumes like an interrupted run. An existing folder is refused unless the run is
+resumed (same config), overwritten, or it failed before training started (a plain retry reuses
+it). Files are written through a temporary file and a rename, with the permissions the user's
+umask gives.
+
+Faults: a write the system refuses (a full disk, a read-only or unwritable folder) is an
+:class:`~lepton_platform.errors.ArtifactError` naming the path; what was written before stays
+whole. A failing run still records its state: on a full disk the status is rewritten in the
+space the file already holds. What a killed run left half-written is tidied when the folder is
+opened again: temporary files and folders are deleted, a model moved aside while its
+replacement was renamed in is put back, the run an ``--overwrite`` replaced is deleted once its
+replacement finished (and put back when the kill came before the new folder existed).
 """
 
 from __future__ import annotations
@@ -39,8 +49,8 @@ from typing import IO, Any
 
 import yaml
 
-from lepton_platform._io import atomic_write_json, atomic_write_text
-from lepton_platform.errors import ConfigError
+from lepton_platform._io import atomic_write_json, atomic_write_text, recover_folders, write_error
+from lepton_platform.errors import ArtifactError, ConfigError, LeptonError
 
 __all__ = [
     "RESUME_IGNORED",
@@ -57,6 +67,14 @@ LOG = "run.log"
 
 #: States of a run. ``preparing``: data and models being built (nothing trained yet).
 STATES = ("preparing", "running", "finished", "failed", "interrupted")
+#: What ``lepton runs`` shows for a run whose status says ``preparing`` or ``running`` but
+#: whose process is gone (killed, or its machine went down): ``--resume`` continues it.
+STOPPED = "stopped"
+
+
+def _cannot_write(path: Path, exc: BaseException, advice: str) -> ArtifactError:
+    """A write the system refused, as the error ``lepton`` prints: the path, why, what to do."""
+    return ArtifactError(f"{write_error(path, exc)}. {advice}")
 
 
 def _resume_ignored() -> tuple[str, ...]:
@@ -107,6 +125,17 @@ class _Lock:
         self._handle: IO[str] | None = None
 
     def acquire(self, command: str) -> None:
+        try:
+            self._acquire(command)
+        except OSError as exc:
+            raise _cannot_write(
+                self.path,
+                exc,
+                f"The run folder {self.folder} cannot be opened under {self.folder.parent}; "
+                "choose another output.root (--set output.root=DIR)",
+            ) from exc
+
+    def _acquire(self, command: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             handle = self.path.open("a+", encoding="utf-8")
@@ -200,7 +229,7 @@ class RunFolder:
             return cls(folder, resumed=bool(outcome), main=False)
         try:
             run = cls._open_main(folder, snapshot, command, resume, overwrite, ignore)
-        except ConfigError as exc:
+        except LeptonError as exc:
             broadcast(str(exc))
             raise
         broadcast(run.resumed)
@@ -223,12 +252,17 @@ class RunFolder:
         lock = _Lock(folder)
         lock.acquire(command)
         try:
-            run = cls._claim(folder, snapshot, command, resume, overwrite, ignore)
+            try:
+                run = cls._claim(folder, snapshot, command, resume, overwrite, ignore)
+                run._lock = lock
+                run.mark("preparing", command=command)
+            except OSError as exc:
+                raise _cannot_write(
+                    folder, exc, "Nothing was trained; choose another output.root or free space"
+                ) from exc
         except BaseException:
             lock.release()
             raise
-        run._lock = lock
-        run.mark("preparing", command=command)
         return run
 
     @classmethod
@@ -243,9 +277,13 @@ class RunFolder:
     ) -> RunFolder:
         from lepton_platform.api.config import config_differences
 
+        tidied = _tidy_replaced(folder)
         exists = folder.is_dir() and any(folder.iterdir())
         status = read_status(folder) if exists else {}
         state = status.get("state", "unknown")
+        shown = state
+        if state in ("preparing", "running"):  # we hold the lock: its process is gone
+            shown = f"{state} when its process stopped ({STOPPED})"
         if resume:
             if not exists:
                 raise ConfigError(f"--resume: there is no run at {folder} to resume")
@@ -267,6 +305,8 @@ class RunFolder:
                     + "\nresume with the run's own config (its config.yaml), or start a new run"
                 )
             run = cls(folder, resumed=True)
+            for line in [*tidied, *recover_folders(folder)]:
+                run.log(line)
             run.log("resumed")
             return run
         previous = None
@@ -276,19 +316,30 @@ class RunFolder:
                 shutil.rmtree(folder)  # it failed before training: nothing to keep
             elif not overwrite:
                 resumable = "--resume to continue it, " if state != "finished" else ""
+                kept = _replaced(folder)
                 raise ConfigError(
-                    f"the run folder {folder} already exists (state: {state}); pass "
+                    f"the run folder {folder} already exists (state: {shown}); pass "
                     f"{resumable}--overwrite to replace it, or choose another name with "
                     "--set output.name=NAME"
+                    + (f" (the run it was to replace is kept at {kept[-1]})" if kept else "")
                 )
             else:
                 previous = folder.with_name(
                     f".{folder.name}.replaced-{os.getpid()}-{int(time.time())}"
                 )
                 folder.rename(previous)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / CONFIG, yaml.safe_dump(dict(snapshot), sort_keys=False))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / CONFIG, yaml.safe_dump(dict(snapshot), sort_keys=False))
+        except OSError:
+            if previous is not None:  # put the replaced run back where it was
+                shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    previous.rename(folder)
+            raise
         run = cls(folder, previous=previous)
+        for line in tidied:
+            run.log(line)
         run.log(
             f"created ({command})"
             + (f", replacing the previous run, kept at {previous} until done" if previous else "")
@@ -334,19 +385,60 @@ class RunFolder:
             status["trained"] = True
         else:
             status["finished"] = _now()
-        atomic_write_json(self.path / STATUS, status)
+        try:
+            atomic_write_json(self.path / STATUS, status)
+        except OSError as exc:
+            raise _cannot_write(self.path / STATUS, exc, _ADVICE) from exc
+
+    def _record_state(self, state: str, **extra: Any) -> str | None:
+        """:meth:`mark`, and when the disk is full, the status rewritten in place within the
+        space the file already holds (the short form when the full one does not fit). Returns
+        why the state could not be recorded, or ``None``."""
+        try:
+            self.mark(state, **extra)
+            return None
+        except (ArtifactError, OSError) as exc:
+            failure = str(exc)
+        file = self.path / STATUS
+        status = {**self.status(), **extra, "state": state, "finished": _now()}
+        status["pid"], status["host"] = os.getpid(), socket.gethostname()
+        kept = ("state", "pid", "host", "finished", "trained")
+        short: dict[str, Any] = {k: status[k] for k in kept if k in status}
+        if "error" in extra:
+            short["error"] = str(extra["error"])[:200]
+        try:
+            held = file.stat()
+            room = max(held.st_size, held.st_blocks * 512)
+            for candidate in (status, short):
+                data = (json.dumps(candidate, indent=2, default=str) + "\n").encode()
+                if len(data) <= room:
+                    with file.open("r+b") as handle:  # the blocks it holds: no new space needed
+                        handle.write(data)
+                        handle.truncate()
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    return None
+        except OSError as exc:
+            return f"{failure}; rewriting it in place failed too ({exc})"
+        return failure
 
     def log(self, message: str) -> None:
         """Append a timestamped line to ``run.log``."""
         if not self.main:
             return
-        with (self.path / LOG).open("a", encoding="utf-8") as handle:
-            handle.write(f"{_now()} {message}\n")
+        try:
+            with (self.path / LOG).open("a", encoding="utf-8") as handle:
+                handle.write(f"{_now()} {message}\n")
+        except OSError as exc:
+            raise _cannot_write(self.path / LOG, exc, _ADVICE) from exc
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path / name
         if self.main:
-            atomic_write_json(path, data)
+            try:
+                atomic_write_json(path, data)
+            except OSError as exc:
+                raise _cannot_write(path, exc, _ADVICE) from exc
         return path
 
     def report(self, title: str, **sections: Any) -> tuple[Path, Path] | None:
@@ -356,13 +448,31 @@ class RunFolder:
             return None
         from lepton_platform.reports import write_report
 
-        return write_report(self.path, title=title, **sections)
+        try:
+            return write_report(self.path, title=title, **sections)
+        except OSError as exc:
+            raise _cannot_write(self.path / "report.md", exc, _ADVICE) from exc
 
     def collect_metrics(self) -> Path | None:
         """Gather the engine's ``metrics.jsonl`` files under the folder (one per training stage)
-        into the run's ``metrics.jsonl``, each record tagged with its ``stage``."""
+        into the run's ``metrics.jsonl``, each record tagged with its ``stage``. A write the
+        system refuses is a warning, not an error: the per-stage files hold every record (it
+        also runs while a failed run is being closed, which must go on to record the state)."""
         if not self.main:
             return None
+        try:
+            return self._collect_metrics()
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(
+                f"{write_error(self.path / 'metrics.jsonl', exc)}; the records stay in each "
+                "stage's metrics.jsonl",
+                stacklevel=2,
+            )
+            return None
+
+    def _collect_metrics(self) -> Path | None:
         files = sorted(p for p in self.path.rglob("metrics.jsonl") if p.parent != self.path)
         if not files:
             return None
@@ -407,33 +517,104 @@ class RunFolder:
     # -- closing ----------------------------------------------------------------------------
 
     def finish(self, **extra: Any) -> None:
-        """Mark the run ``finished``, delete the run it replaced and release the lock."""
+        """Mark the run ``finished``, delete the run it replaced and release the lock. When
+        even that cannot be written, an :class:`ArtifactError` says so (the lock is released
+        and the replaced run kept)."""
         from lepton_platform.engine.distributed import wait_for_everyone
 
-        if self.main:
-            self.mark("finished", **extra, disk_bytes=_disk_bytes(self.path))
-            if self.previous is not None and self.previous.exists():
-                shutil.rmtree(self.previous, ignore_errors=True)
+        try:
+            if self.main:
+                problem = self._record_state("finished", **extra, disk_bytes=_disk_bytes(self.path))
+                if problem is not None:
+                    raise ArtifactError(
+                        f"the run at {self.path} finished, but its status could not be "
+                        f"recorded: {problem}"
+                    )
+                for replaced in _replaced(self.path):
+                    shutil.rmtree(replaced, ignore_errors=True)
                 self.previous = None
-        self.close()
+        finally:
+            self.close()
         wait_for_everyone()
 
     def fail(self, exc: BaseException) -> None:
         """Mark the run ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` and release the lock;
-        an overwritten run stays where it was moved (the log says where)."""
-        if self.main:
-            if isinstance(exc, KeyboardInterrupt):
-                self.mark("interrupted", error="interrupted; continue with --resume")
-            else:
-                self.mark("failed", error=f"{type(exc).__name__}: {exc}")
-            if self.previous is not None:
-                self.log(f"the run it was to replace is kept at {self.previous}")
-        self.close()
+        an overwritten run stays where it was moved (the log says where). Never raises, so the
+        error that ended the run is the one reported; on a full disk the state is still
+        recorded where it can be (see :meth:`_record_state`), and a note on ``exc`` says when
+        it could not be."""
+        try:
+            if self.main:
+                if isinstance(exc, KeyboardInterrupt):
+                    problem = self._record_state(
+                        "interrupted", error="interrupted; continue with --resume"
+                    )
+                else:
+                    problem = self._record_state("failed", error=f"{type(exc).__name__}: {exc}")
+                if problem is not None:
+                    exc.add_note(f"the run's state could not be recorded: {problem}")
+                if self.previous is not None:
+                    with contextlib.suppress(LeptonError, OSError):
+                        self.log(f"the run it was to replace is kept at {self.previous}")
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+_ADVICE = "Free space or choose another output.root; files written before are intact"
+
+
+def _replaced(folder: Path) -> list[Path]:
+    """The runs an ``--overwrite`` of ``folder`` moved aside, oldest first."""
+    if not folder.parent.is_dir():
+        return []
+    return sorted(p for p in folder.parent.glob(f".{folder.name}.replaced-*") if p.is_dir())
+
+
+def _tidy_replaced(folder: Path) -> list[str]:
+    """Settle what a killed ``--overwrite`` left (the caller holds the lock): the replaced run
+    is put back when the kill came before its replacement existed, and deleted once the
+    replacement finished; otherwise it is kept (a failed replacement points to it)."""
+    replaced = _replaced(folder)
+    if not replaced:
+        return []
+    if not folder.exists():
+        replaced[-1].rename(folder)
+        return [f"put back {folder} from {replaced[-1]} (its --overwrite was killed early)"]
+    if read_status(folder).get("state") == "finished":
+        for old in replaced:
+            shutil.rmtree(old, ignore_errors=True)
+        return [f"deleted {old}, replaced by this finished run" for old in replaced]
+    return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is another user's
+        return True
+    return True
+
+
+def live_state(status: Mapping[str, Any]) -> str:
+    """The state a status records, or :data:`STOPPED` when it says ``preparing`` or
+    ``running`` but names a process of this host that no longer exists."""
+    state = str(status.get("state", "unknown"))
+    pid = status.get("pid")
+    if (
+        state in ("preparing", "running")
+        and isinstance(pid, int)
+        and status.get("host") == socket.gethostname()
+        and not _pid_alive(pid)
+    ):
+        return STOPPED
+    return state
 
 
 def _disk_bytes(folder: Path) -> int:
@@ -515,7 +696,7 @@ def summarize_run(path: Path) -> RunSummary | None:
     return RunSummary(
         name=path.name,
         path=path,
-        state=str(status.get("state", "unknown")),
+        state=live_state(status),
         started=status.get("started"),
         kind=kind,
         strategy=strategy,

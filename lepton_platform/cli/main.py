@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lepton_platform._io import WriteError
 from lepton_platform._version import __version__
 from lepton_platform.errors import LeptonError, PluginError
 
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         code = args._run(args)
         return 0 if code is None else int(code)
-    except LeptonError as exc:
+    except (LeptonError, WriteError) as exc:  # a refused write names its path and what to do
         print(f"lepton: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -14,14 +14,25 @@ A checkpoint is one folder under ``<output_dir>/checkpoints``::
 
 Files are written into a hidden temporary folder, flushed, then the folder is renamed into
 place, so a run killed at any moment leaves either the whole checkpoint or none of it. Tensors
-go through safetensors and everything else through JSON: loading a checkpoint runs no code.
+go through safetensors and everything else through JSON: loading a checkpoint runs no code. A
+write that fails (a full disk, a read-only folder, safetensors' own error) is a
+:class:`~lepton_platform._io.WriteError` naming the file, and leaves every earlier checkpoint
+as it was.
+
+The manifest also records what makes a resumed run bit-exact besides the checkpoint itself:
+the thread count, the libraries whose versions change numerics, the accelerator.
+:func:`verify_checkpoint` warns when a run resumes under others (the result is then close to,
+not identical with, an uninterrupted run's).
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import re
 import shutil
+import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +43,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from lepton_platform._io import AtomicFolder, canonicalise_safetensors, sha256_file
+from lepton_platform._io import (
+    AtomicFolder,
+    canonicalise_safetensors,
+    is_plain_name,
+    recover_folders,
+    sha256_file,
+    writing,
+)
 from lepton_platform.errors import ArtifactError
 
 __all__ = [
@@ -40,6 +58,8 @@ __all__ = [
     "CheckpointWriter",
     "SafetensorError",
     "checkpoint_sort_key",
+    "environment",
+    "environment_differences",
     "latest_checkpoint",
     "list_checkpoints",
     "load_json",
@@ -92,11 +112,74 @@ def prune_checkpoints(directory: Path, keep: int | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------- environment
+
+#: Libraries whose versions change what a training step computes (kernels, model code,
+#: transforms); recorded when already imported (recording one imports nothing).
+NUMERIC_LIBRARIES = ("torch", "numpy", "transformers", "torchvision", "torchaudio", "timm", "peft")
+
+
+def environment() -> dict[str, Any]:
+    """What besides the checkpoint decides whether a resumed run is bit-exact: the thread
+    count, deterministic algorithms, the versions of the numeric libraries, Python and the
+    machine, and CUDA with its device when CUDA is in use."""
+    env: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    for name in NUMERIC_LIBRARIES:
+        module = sys.modules.get(name)
+        version = getattr(module, "__version__", None)
+        if version is not None:
+            env[name] = str(version)
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+        env["cuda_device"] = torch.cuda.get_device_name(torch.cuda.current_device())
+    return env
+
+
+def environment_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``threads: 1 when saved, 2 now`` for each entry that differs (CUDA used on one side
+    only counts; a library imported on one side only computes nothing of this run)."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        if key in NUMERIC_LIBRARIES and (key not in saved or key not in now):
+            continue
+        before, after = saved.get(key, "none"), now.get(key, "none")
+        if before != after:
+            out.append(f"{key}: {before} when saved, {after} now")
+    return out
+
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def _warn_if_not_exact(path: Path, manifest: Mapping[str, Any]) -> None:
+    saved = manifest.get("environment")
+    if not isinstance(saved, Mapping):
+        return  # written before environments were recorded
+    differences = environment_differences(saved, environment())
+    if differences and tuple(differences) not in _warned:
+        _warned.add(tuple(differences))
+        warnings.warn(
+            f"resuming from {path} under another environment ({'; '.join(differences)}): the "
+            "run continues, but its result will not be bit-exact with an uninterrupted run. "
+            "Resume with the original settings (e.g. the thread count: OMP_NUM_THREADS, "
+            "torch.set_num_threads) for an identical result",
+            stacklevel=3,
+        )
+
+
 # ----------------------------------------------------------------------------- checksums
 
 
 def verify_checkpoint(path: Path) -> dict[str, Any]:
-    """Check every file against the manifest; return the manifest.
+    """Check every file against the manifest; return the manifest. Warns (once per
+    difference) when the checkpoint was written under another environment (thread count,
+    library versions, accelerator): a run resumed from it is not bit-exact.
 
     Raises :class:`ArtifactError` naming the file when one is missing, truncated or altered."""
     manifest_path = path / MANIFEST
@@ -115,8 +198,18 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
             f"checkpoint {path} has format {manifest.get('format')!r}; this Lepton reads "
             f"format {CHECKPOINT_FORMAT}"
         )
+    if not isinstance(files, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+        for e in files.values()
+    ):
+        raise ArtifactError(f"checkpoint manifest {manifest_path} is malformed; delete {path}")
     for name, entry in files.items():
         file = path / name
+        if not is_plain_name(name):
+            raise ArtifactError(
+                f"checkpoint manifest {manifest_path} names {name!r}, not a plain file name in "
+                f"the checkpoint folder; delete {path}"
+            )
         if not file.is_file():
             raise ArtifactError(f"checkpoint file {file} listed in the manifest is missing")
         size = file.stat().st_size
@@ -130,19 +223,18 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
                 f"checkpoint file {file} does not match its sha256 in {manifest_path} (tampered "
                 f"with or corrupted); delete {path} to resume from an earlier checkpoint"
             )
+    _warn_if_not_exact(path, manifest)
     return dict(manifest)
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def remove_temporary(directory: Path) -> None:
-    """Delete the hidden temporary folders a run killed while writing left behind."""
-    if not directory.is_dir():
-        return
-    for stale in directory.iterdir():
-        if stale.is_dir() and stale.name.startswith((".tmp-", ".old-")):
-            shutil.rmtree(stale, ignore_errors=True)
+def remove_temporary(directory: Path) -> list[str]:
+    """Tidy what a run killed while writing left behind: half-written temporary folders are
+    deleted, and a checkpoint moved aside while its replacement was renamed in (``best``) is
+    put back when the replacement is missing. Returns what was done, in words."""
+    return recover_folders(directory)
 
 
 class CheckpointWriter(AtomicFolder):
@@ -159,27 +251,37 @@ class CheckpointWriter(AtomicFolder):
         self.tmp = self.path
 
     def write_json(self, name: str, data: Any) -> None:
-        (self.path / name).write_text(json.dumps(data, indent=1, allow_nan=False))
+        text = json.dumps(data, indent=1, allow_nan=False)
+        with writing(self.final / name):
+            (self.path / name).write_text(text)
 
     def write_tensors(
         self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
     ) -> None:
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-            str(self.path / name),
-            metadata=dict(metadata),
-        )
-        canonicalise_safetensors(self.path / name)
+        with writing(self.final / name):  # safetensors reports a full disk as its own error
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                str(self.path / name),
+                metadata=dict(metadata),
+            )
+            canonicalise_safetensors(self.path / name)
 
     def commit(self, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write the manifest (a sha256 per file), flush, and rename the folder into place."""
+        """Write the manifest (a sha256 per file, and the :func:`environment`), flush, and
+        rename the folder into place."""
         files = {}
         for file in sorted(self.path.iterdir()):
             if file.name == MANIFEST or not file.is_file():
                 continue
             files[file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
-        manifest = {"format": CHECKPOINT_FORMAT, "files": files, **(extra or {})}
-        (self.path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "files": files,
+            "environment": environment(),
+            **(extra or {}),
+        }
+        with writing(self.final / MANIFEST):
+            (self.path / MANIFEST).write_text(json.dumps(manifest, indent=1))
         return super().commit()
 
 

@@ -16,7 +16,10 @@ Sources (``format`` is inferred when omitted)::
     {"dataset": hf_dataset, "audio_column": "audio", "label_column": "intent"}
 
 A folder ``pattern`` is a regular expression matched against each file's path relative to the
-folder; its named groups ``label`` (required) and ``group`` (optional) give the columns.
+folder; its named groups ``label`` (required) and ``group`` (optional) give the columns. An
+audio file of a type not among the domain's ``extensions`` (``.mp3``, ``.m4a``, ...) is a bad
+record naming it, never silently left out; other files (notes, ``.DS_Store``) are not read.
+A misspelled source key is refused, naming the closest one.
 
 Unlabelled target data (:meth:`SpeechDomain.load_unlabelled`, for domain adaptation) needs no
 labels: a folder is every audio file in it at any depth (class subfolders or a ``pattern`` are
@@ -39,7 +42,7 @@ import numpy as np
 
 from lepton_platform.data import BadRecords, is_saved_dataset, pick_column, standardize
 from lepton_platform.domains import Domain
-from lepton_platform.errors import ConfigError, DataError
+from lepton_platform.errors import ConfigError, DataError, did_you_mean
 from lepton_speech.audio import EXTENSIONS, check_audio, describe, encode_wav, probe_audio
 
 if TYPE_CHECKING:
@@ -61,6 +64,19 @@ _SOURCE_KEYS = (
     "verify",
 )
 _AUDIO_COLUMNS = ("audio", "path", "file", "filename", "audio_path")
+#: Audio file types a folder may hold: one that is not among the domain's ``extensions`` is a
+#: bad record (listed, never silently left out of its class).
+_AUDIO_TYPES = (
+    ".aac", ".aif", ".aifc", ".aiff", ".amr", ".ape", ".au", ".caf", ".flac", ".m4a", ".mka",
+    ".mp3", ".mp4", ".oga", ".ogg", ".opus", ".rf64", ".snd", ".w64", ".wav", ".wave", ".webm",
+    ".wma", ".wv",
+)  # fmt: skip
+#: The soundfile format that reads a file type, where one does.
+_SOUNDFILE_FORMATS = {
+    ".aif": "AIFF", ".aifc": "AIFF", ".aiff": "AIFF", ".au": "AU", ".caf": "CAF",
+    ".flac": "FLAC", ".mp3": "MP3", ".oga": "OGG", ".ogg": "OGG", ".opus": "OGG",
+    ".rf64": "RF64", ".snd": "AU", ".w64": "W64", ".wav": "WAV", ".wave": "WAV",
+}  # fmt: skip
 _LABEL_COLUMNS = ("label", "labels", "class", "target")
 
 
@@ -84,6 +100,7 @@ class SpeechDomain(Domain):
     name = "speech"
     input_columns = ("audio",)
     reads_datasets = True
+    input_extensions = EXTENSIONS
 
     def __init__(self, *, verify: str = "decode", extensions: Sequence[str] = EXTENSIONS) -> None:
         if verify not in ("decode", "header"):
@@ -116,8 +133,11 @@ class SpeechDomain(Domain):
             raise ConfigError(f"a speech source must be a mapping, got {type(source).__name__}")
         unknown = sorted(set(source) - set(_SOURCE_KEYS))
         if unknown:
+            hint = did_you_mean(str(unknown[0]), _SOURCE_KEYS)
+            hint = hint if hint.startswith("; did you mean") else ""
             raise ConfigError(
-                f"speech source has unknown key(s) {unknown}; allowed: {', '.join(_SOURCE_KEYS)}"
+                f"speech source has unknown key(s) {unknown}{hint}; allowed: "
+                f"{', '.join(_SOURCE_KEYS)}"
             )
         verify = str(source.get("verify", self.verify))
         if verify not in ("decode", "header"):
@@ -167,6 +187,21 @@ class SpeechDomain(Domain):
             f"set format to one of {', '.join(_FORMATS)}"
         )
 
+    def _unread_type(self, suffix: str) -> str:
+        """Why a folder's audio file of type ``suffix`` is not read, and what to do."""
+        import soundfile
+
+        reads = ", ".join(self.extensions)
+        known = _SOUNDFILE_FORMATS.get(suffix)
+        if known is not None and known in soundfile.available_formats():
+            advice = (
+                f"this soundfile reads {known}: add {suffix!r} to the speech domain's "
+                "extensions option to use it"
+            )
+        else:
+            advice = "convert it to WAV or FLAC (e.g. `ffmpeg -i clip.m4a clip.wav`)"
+        return f"a {suffix} file, which the speech domain does not read ({reads}); {advice}"
+
     def _check(
         self, ref: Mapping[str, Any], verify: str, where: str, row: int | None, bad: BadRecords
     ) -> bool:
@@ -195,9 +230,11 @@ class SpeechDomain(Domain):
         root = Path(str(source["path"])).resolve()
         if not root.is_dir():
             raise DataError(f"{root}: not a folder")
-        files = sorted(
-            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions
-        )
+        found = sorted(p for p in root.rglob("*") if p.is_file())
+        files = [p for p in found if p.suffix.lower() in self.extensions]
+        for other in found:
+            if other.suffix.lower() in _AUDIO_TYPES and other.suffix.lower() not in self.extensions:
+                bad.add(str(other), None, self._unread_type(other.suffix.lower()))
         if not files:
             raise DataError(
                 f"{root}: no audio files ({', '.join(self.extensions)}) in it or its subfolders"

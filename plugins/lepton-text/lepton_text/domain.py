@@ -12,11 +12,16 @@ Sources, one mapping each (``load_data("text", [source, ...])``):
 Source keys (each defaults to the domain's option of the same name): ``text_column``
 (default ``text``), ``text_pair_column`` (default: ``text_pair`` when the data has it),
 ``label_column`` (``label``), ``group_column``, ``label_separator`` (multi-label cells in
-delimited files, e.g. ``"|"``), ``delimiter``, ``header`` (``true``, ``false`` or unset: a
-header is the first row when it names the text column), ``quoting`` (``auto``, ``none``,
-``csv``), ``columns`` (names for a file without a header), plus ``label_names`` (the label
-order; default: the labels seen, sorted, numbers numerically), ``domain`` (a value for the
-``domain`` column) and ``split`` (one split of a ``DatasetDict``).
+delimited files, e.g. ``"|"``), ``delimiter``, ``header`` (``true``, ``false`` or unset: the
+first row is a header when one of its cells names the text, label, pair or group column),
+``quoting`` (``auto``, ``none``, ``csv``), ``columns`` (names for a file without a header), plus
+``label_names`` (the label order; default: the labels seen, sorted, numbers numerically),
+``domain`` (a value for the ``domain`` column) and ``split`` (one split of a ``DatasetDict``).
+A misspelled key is refused, naming the closest one.
+
+A header without the label column, when the label column was not named, takes the labels from
+its only column besides the text (pair) and group columns, with a warning (``text,sentiment``
+reads two classes); with more candidates the reader refuses, naming the columns it found.
 
 Without a header, the columns are named by ``columns`` or, for 2 or 3 columns,
 ``text, label`` and ``text, text_pair, label``: the review data's ``sentence<TAB>0/1`` reads with
@@ -29,15 +34,20 @@ Parquet needs only the text column (without a header, one column is ``text``), a
 present anywhere is not read.
 
 Bad records go to ``bad_records.add(file, row, reason)``: a missing label, a wrong number of
-columns, a text that is not a string, a JSON line that does not parse. Rows are physical line
+columns, a text that is not a string, a JSON line that does not parse, and a label outside the
+label space: not among the ``label_names`` given, or, inferred, not of the kind the others are
+(``positive`` among 0/1 labels, a header row read as data). A file whose text column is empty
+in every row is refused. Rows are physical line
 numbers (from 1) in CSV, TSV and JSON Lines files, and 0-based record indices in JSON arrays,
 Parquet files and datasets.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +56,7 @@ import datasets
 
 from lepton_platform.data import BadRecords, is_saved_dataset
 from lepton_platform.domains import Domain
-from lepton_platform.errors import ConfigError, DataError
+from lepton_platform.errors import ConfigError, DataError, did_you_mean
 from lepton_text._tiny import EXAMPLE_WORDS
 from lepton_text.reading import Quoting, read_delimited, read_utf8, split_lines
 
@@ -86,15 +96,26 @@ Label = str | list[str]
 
 
 class _Record:
-    """One example as read: where it came from, its texts, label(s) and group."""
+    """One example as read: where it came from (file and row), its texts, label(s) and
+    group."""
 
-    __slots__ = ("group", "label", "pair", "text")
+    __slots__ = ("group", "label", "pair", "row", "text", "where")
 
-    def __init__(self, text: str, pair: str | None, label: Label | None, group: str | None) -> None:
+    def __init__(
+        self,
+        text: str,
+        pair: str | None,
+        label: Label | None,
+        group: str | None,
+        where: str = "",
+        row: int | None = None,
+    ) -> None:
         self.text = text
         self.pair = pair
         self.label = label
         self.group = group
+        self.where = where
+        self.row = row
 
 
 def _label_text(value: Any) -> str | None:
@@ -111,9 +132,19 @@ def _label_text(value: Any) -> str | None:
     return text or None
 
 
-def _read_lines(text: str) -> list[_Record]:
+def _read_lines(text: str, where: str = "") -> list[_Record]:
     """One unlabelled record per line of ``text`` (blank lines are no records)."""
-    return [_Record(line, None, None, None) for _, line in split_lines(text) if line.strip()]
+    return [
+        _Record(line, None, None, None, where, n) for n, line in split_lines(text) if line.strip()
+    ]
+
+
+def _is_number(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _sort_key(name: str) -> tuple[int, float, str]:
@@ -121,6 +152,95 @@ def _sort_key(name: str) -> tuple[int, float, str]:
         return (0, float(name), name)
     except ValueError:
         return (1, 0.0, name)
+
+
+def _names_a_column(first: Sequence[str], options: _Options) -> bool:
+    """Whether a file's first row is a header: one of its cells is a column the options name
+    (the text, label, text pair or group column), so that ``text,sentiment`` is recognised
+    as well as ``text,label``."""
+    cells = {cell.strip() for cell in first}
+    named = (
+        options.text_column,
+        options.label_column,
+        options.text_pair_column,
+        options.group_column,
+    )
+    return any(isinstance(c, str) and c in cells for c in named)
+
+
+def _with_label_from_header(file: Path, names: Sequence[str], options: _Options) -> _Options:
+    """The options with the label column taken from a header that lacks the default one but
+    has exactly one column besides the text (pair) and group columns (``text,sentiment``).
+    A label column the user named is never replaced; with more candidates, nothing is
+    guessed (the reader then names the columns found)."""
+    label = options.label_column
+    if options.label_column_given or not isinstance(label, str) or label in names:
+        return options
+
+    def named(column: Column | None) -> str | None:
+        if isinstance(column, int):
+            return names[column] if 0 <= column < len(names) else None
+        return column
+
+    used = {named(options.text_column), named(options.text_pair_column) or "text_pair"}
+    used.add(named(options.group_column))
+    others = [n for n in names if n not in used]
+    if len(others) != 1:
+        return options
+    warnings.warn(
+        f"{file}: the header has no {label!r} column; the labels are read from "
+        f"{others[0]!r}, its only other column (set label_column: {others[0]} to say so)",
+        stacklevel=4,
+    )
+    chosen = copy.copy(options)
+    chosen.label_column = others[0]
+    return chosen
+
+
+def _check_not_all_empty(records: Sequence[_Record], where: str, options: _Options) -> None:
+    """An empty text in every row is a column mix-up, not data: refuse it, naming the file."""
+    if records and not any(r.text.strip() for r in records):
+        raise DataError(
+            f"{where}: the text column {options.text_column!r} is empty in all {len(records)} "
+            "rows; check text_column (and the delimiter): the sentences are not where it points"
+        )
+
+
+def _stray_labels(
+    records: Sequence[_Record], given: Sequence[str] | None
+) -> list[tuple[_Record, str]]:
+    """The records whose label is outside the label space, with the reason: the given
+    ``label_names``, or else the kind of the other labels (a name among numbers, such as
+    ``positive`` among 0/1 or a header row read as data, or a number among names)."""
+    if given is not None:
+        allowed = set(given)
+        out: list[tuple[_Record, str]] = []
+        for record in records:
+            labels = record.label if isinstance(record.label, list) else [record.label]
+            wrong = [n for n in labels if n is not None and n not in allowed]
+            if wrong:
+                out.append((record, f"label {wrong[0]!r} is not among label_names {list(given)}"))
+        return out
+    single = [r for r in records if isinstance(r.label, str)]
+    numbers = [r for r in single if _is_number(str(r.label))]
+    if not numbers or len(numbers) == len(single):
+        return []
+    words = [r for r in single if not _is_number(str(r.label))]
+    strays, usual, kind = (
+        (words, numbers, "a number") if len(numbers) >= len(words) else (numbers, words, "a name")
+    )
+    seen = sorted({str(r.label) for r in usual}, key=_sort_key)
+    shown = ", ".join(seen[:6]) + (", ..." if len(seen) > 6 else "")
+    out = []
+    for record in strays:
+        reason = (
+            f"label {record.label!r} is not {kind} like the other labels ({shown}); fix the "
+            "row, or give label_names to say which labels there are"
+        )
+        if record.row == 1 and record.where.lower().endswith((".csv", ".tsv", ".txt")):
+            reason += " (if row 1 is a header, set header: true)"
+        out.append((record, reason))
+    return out
 
 
 class _Options:
@@ -133,6 +253,8 @@ class _Options:
         self.text_column: Column = pick("text_column")
         self.text_pair_column: Column | None = pick("text_pair_column")
         self.label_column: Column = pick("label_column")
+        #: whether the user named the label column (else a header may name it otherwise)
+        self.label_column_given = "label_column" in source or domain.label_column_given
         self.group_column: Column | None = pick("group_column")
         self.label_separator: str | None = pick("label_separator")
         self.delimiter: str | None = pick("delimiter")
@@ -164,7 +286,7 @@ class TextDomain(Domain):
         *,
         text_column: Column = "text",
         text_pair_column: Column | None = None,
-        label_column: Column = "label",
+        label_column: Column | None = None,
         group_column: Column | None = None,
         label_separator: str | None = None,
         delimiter: str | None = None,
@@ -175,7 +297,8 @@ class TextDomain(Domain):
             raise ConfigError(f"quoting must be 'auto', 'none' or 'csv', got {quoting!r}")
         self.text_column = text_column
         self.text_pair_column = text_pair_column
-        self.label_column = label_column
+        self.label_column: Column = "label" if label_column is None else label_column
+        self.label_column_given = label_column is not None
         self.group_column = group_column
         self.label_separator = label_separator
         self.delimiter = delimiter
@@ -207,8 +330,11 @@ class TextDomain(Domain):
     ) -> datasets.Dataset | datasets.DatasetDict:
         unknown = sorted(set(source) - set(_SOURCE_KEYS))
         if unknown:
+            hint = did_you_mean(str(unknown[0]), _SOURCE_KEYS)
+            hint = hint if hint.startswith("; did you mean") else ""
             raise ConfigError(
-                f"text source has unknown key(s) {unknown}; allowed: {', '.join(_SOURCE_KEYS)}"
+                f"text source has unknown key(s) {unknown}{hint}; allowed: "
+                f"{', '.join(_SOURCE_KEYS)}"
             )
         options = _Options(self, source)
         if "dataset" in source:
@@ -245,10 +371,12 @@ class TextDomain(Domain):
         records: list[_Record] = []
         for file in files:
             file_format = fmt or _EXTENSIONS[file.suffix.lower()]
-            records.extend(self._read_file(file, file_format, options, bad_records, labelled))
+            read = self._read_file(file, file_format, options, bad_records, labelled)
+            _check_not_all_empty(read, str(file), options)
+            records.extend(read)
         if not records:
             raise DataError(f"{path}: no readable records")
-        return self._build([records], str(path), source, options, labelled)[0]
+        return self._build([records], str(path), source, options, labelled, bad_records)[0]
 
     @staticmethod
     def _files(path: Path, fmt: str | None) -> list[Path]:
@@ -274,7 +402,7 @@ class TextDomain(Domain):
         self, file: Path, fmt: str, options: _Options, bad_records: BadRecords, labelled: bool
     ) -> list[_Record]:
         if fmt == "lines":
-            return _read_lines(read_utf8(file))
+            return _read_lines(read_utf8(file), str(file))
         if fmt in ("csv", "tsv"):
             return self._read_delimited(file, fmt, options, bad_records, labelled)
         if fmt in ("json", "jsonl"):
@@ -306,7 +434,7 @@ class TextDomain(Domain):
         # Unlabelled sentences, one per line, in a .txt file: no tab, so each line is one text.
         lines = not labelled and file.suffix.lower() == ".txt" and options.delimiter is None
         if lines and options.header is not True and options.columns is None and "\t" not in text:
-            return _read_lines(text)
+            return _read_lines(text, str(file))
         rows = read_delimited(text, delimiter, options.quoting, file)
         if not rows:
             return []
@@ -315,10 +443,12 @@ class TextDomain(Domain):
         named = [c for c in wanted if isinstance(c, str)]
         header = options.header
         if header is None:
-            header = bool(named) and all(c in first for c in named)
+            header = _names_a_column(first, options)
         if header:
             names = [h.strip() for h in first]
             rows = rows[1:]
+            if labelled:
+                options = _with_label_from_header(file, names, options)
         elif options.columns is not None:
             names = options.columns
         else:
@@ -358,6 +488,8 @@ class TextDomain(Domain):
                     None if pair_at is None else fields[pair_at],
                     label,
                     None if group_at is None else fields[group_at].strip(),
+                    str(file),
+                    line,
                 )
             )
         return records
@@ -485,7 +617,7 @@ class TextDomain(Domain):
                 bad_records.add(where, row, f"missing label in field {label_key!r}")
                 continue
             group = None if group_key is None else _label_text(item.get(str(group_key)))
-            records.append(_Record(text, pair, label, group))
+            records.append(_Record(text, pair, label, group, where, row))
         return records
 
     @staticmethod
@@ -535,8 +667,9 @@ class TextDomain(Domain):
             )
             if not records:
                 raise DataError(f"{label}: no readable records")
+            _check_not_all_empty(records, label, options)
             per_split.append(records)
-        built = self._build(per_split, where, source, options, labelled)
+        built = self._build(per_split, where, source, options, labelled, bad_records)
         if isinstance(obj, datasets.DatasetDict):
             return datasets.DatasetDict(dict(zip(parts.keys(), built, strict=True)))
         return built[0]
@@ -550,8 +683,24 @@ class TextDomain(Domain):
         source: Mapping[str, Any],
         options: _Options,
         labelled: bool,
+        bad_records: BadRecords,
     ) -> list[datasets.Dataset]:
-        """One dataset per part; unlabelled, the input columns only."""
+        """One dataset per part; unlabelled, the input columns only. A label outside the
+        label space (the given ``label_names``, or the kind of labels the others are) is a bad
+        record naming its file and row."""
+        if labelled:
+            given = source.get("label_names")
+            strays = _stray_labels(
+                [r for part in parts for r in part],
+                None if given is None else [str(n) for n in given],
+            )
+            for record, reason in strays:
+                bad_records.add(record.where or where, record.row, reason)
+            if strays:
+                dropped = {id(record) for record, _ in strays}
+                parts = [[r for r in part if id(r) not in dropped] for part in parts]
+                if not any(parts):
+                    raise DataError(f"{where}: no readable records")
         everything = [r for part in parts for r in part]
         has_pair = any(r.pair is not None for r in everything)
         if has_pair:
