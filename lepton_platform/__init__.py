@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the lazy names below, typed for type checkers and IDEs
     from lepton_platform.api.compare import Comparison as Comparison
     from lepton_platform.api.compare import compare as compare
     from lepton_platform.api.evaluate import evaluate as evaluate
+    from lepton_platform.api.export import export as export
     from lepton_platform.api.job import build_job as build_job
     from lepton_platform.api.job import load_data as load_data
     from lepton_platform.api.matrix import cross_domain_matrix as cross_domain_matrix
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the lazy names below, typed for type checkers and IDEs
     from lepton_platform.api.multidomain import train_multidomain as train_multidomain
     from lepton_platform.api.predictor import Predictor as Predictor
     from lepton_platform.api.predictor import load as load
+    from lepton_platform.api.predictor import predict as predict
     from lepton_platform.api.predictor import save_model as save_model
     from lepton_platform.api.rank import rank as rank
     from lepton_platform.api.run import run as run
@@ -85,6 +87,8 @@ _LAZY = {
     "compare": ("lepton_platform.api.compare", "compare"),
     "Comparison": ("lepton_platform.api.compare", "Comparison"),
     "evaluate": ("lepton_platform.api.evaluate", "evaluate"),
+    "export": ("lepton_platform.api.export", "export"),
+    "predict": ("lepton_platform.api.predictor", "predict"),
     "run": ("lepton_platform.api.run", "run"),
     "run_comparison": ("lepton_platform.api.run", "run_comparison"),
     "build_job": ("lepton_platform.api.job", "build_job"),
@@ -154,6 +158,7 @@ __all__ = [
     "create_task",
     "cross_domain_matrix",
     "evaluate",
+    "export",
     "get_backbone",
     "get_domain",
     "get_host",
@@ -171,6 +176,7 @@ __all__ = [
     "list_tasks",
     "load",
     "load_data",
+    "predict",
     "rank",
     "register_plugin",
     "run",

@@ -33,6 +33,10 @@ class Domain(ABC):
     #: such as column names). When it does not, a dataset given as data is used as it is and
     #: must already be in the standard schema.
     reads_datasets: bool = False
+    #: The file name endings (lower case, with the dot: ``(".png", ".jpg")``) of the files that
+    #: :meth:`from_inputs` reads as one input each. ``lepton predict`` walks a folder for them;
+    #: empty (the default) when an input is not a file (texts, vectors).
+    input_extensions: tuple[str, ...] = ()
 
     @abstractmethod
     def load(

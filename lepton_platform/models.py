@@ -14,14 +14,20 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lepton_platform.errors import LeptonError
+
 __all__ = [
     "Backbone",
+    "ExportInputs",
+    "ExportUnsupported",
+    "HubExport",
     "LayerGroup",
     "LoadReport",
     "Preprocessor",
@@ -133,6 +139,45 @@ class LoadReport:
         }
 
 
+class ExportUnsupported(LeptonError):
+    """A backbone cannot be exported in a format; the message says why (the export names the
+    format and suggests the ones that work)."""
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """What tracing a backbone for ONNX or TorchScript needs.
+
+    ``example`` is the batch the graph is traced with; ``check`` is a second batch whose
+    dynamic axes have other sizes (the export is compared with the model on it, so a graph
+    that baked a size in is caught); ``dynamic_axes`` names the dynamic axes of each input,
+    ``{"input_ids": {0: "batch", 1: "sequence"}}``. The inputs are passed in the order of
+    ``example``'s keys."""
+
+    example: dict[str, torch.Tensor]
+    check: dict[str, torch.Tensor]
+    dynamic_axes: dict[str, dict[int, str]]
+
+
+@dataclass(frozen=True)
+class HubExport:
+    """A backbone with a linear classifier in its own library's format (the Hugging Face
+    format for a transformers encoder, a state dict for a torchvision network).
+
+    ``write(folder)`` writes the files; ``load(folder)`` reads them back *through that library*
+    and returns a function from a Lepton batch (the preprocessor's collated tensors) to
+    logits, with which the export is checked; ``usage`` is a short Python example for the
+    model card, with ``{path}`` where the folder goes; ``library`` names the library;
+    ``check`` replaces the batch of :meth:`Backbone.export_inputs` it is checked on, when the
+    library reads batches another way (without padding, say)."""
+
+    library: str
+    write: Callable[[Path], None]
+    load: Callable[[Path], Callable[[Mapping[str, torch.Tensor]], torch.Tensor]]
+    usage: str
+    check: dict[str, torch.Tensor] | None = None
+
+
 #: ``adapt(key, value, target)``: a loadable version of ``value`` for the module's ``target``
 #: tensor of another shape, or ``None`` when it cannot be adapted.
 Adapter = Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None]
@@ -209,6 +254,31 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """A random batch of the right shapes, for tests and shape checks."""
+
+    # -- export hooks (``lepton export``); the defaults serve backbones with fixed-size inputs
+
+    def export_inputs(self) -> ExportInputs:
+        """Example inputs for ONNX and TorchScript and their dynamic axes. The default: two
+        and three rows of :meth:`example_batch`, only the batch axis dynamic. A backbone whose
+        inputs have a variable length (tokens, samples) overrides it to make that axis
+        dynamic too."""
+        example = self.example_batch(2)
+        return ExportInputs(
+            example=example,
+            check=self.example_batch(3),
+            dynamic_axes={name: {0: "batch"} for name in example},
+        )
+
+    def hub_export(
+        self, classifier: nn.Linear, label_names: Sequence[str], *, multi_label: bool
+    ) -> HubExport:
+        """This backbone followed by ``classifier`` (the task's linear head) in its own
+        library's format, with the label names in it (``lepton export --format hf``). The
+        default refuses: a backbone with no such library counterpart raises
+        :class:`ExportUnsupported` saying so."""
+        raise ExportUnsupported(
+            f"{type(self).__name__} has no counterpart in another library's model format"
+        )
 
     def batchnorm_layers(self) -> list[_BatchNorm]:
         """The batch-norm layers (AdaBN re-estimates their statistics)."""

@@ -162,9 +162,14 @@ def test_weak_trial_is_pruned_from_its_epoch_reports(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://user:secret@127.0.0.1:1/lepton", r"cannot open the study database"),
+        (
+            "postgresql+psycopg2://user:secret@127.0.0.1:1/lepton",
+            r"cannot open the study database",
+        ),
+        # SQLAlchemy 2.1 reads a bare postgresql:// with psycopg 3, which is not installed
+        ("postgresql://user:secret@127.0.0.1:1/lepton", r"name the driver: postgresql\+psycopg2"),
         ("sqlite:////no/such/folder/study.db", "does not exist"),
-        ("not-a-url", "expected a database URL"),
+        ("not-a-url", "expected a SQLAlchemy 2 database URL"),
     ],
 )
 def test_unreachable_storage_fails_before_any_trial(tmp_path: Path, url: str, message: str) -> None:
@@ -184,3 +189,47 @@ def test_best_config_round_trips_through_yaml(
     assert result.final is None and not (tmp_path / "runs" / "search" / "final").exists()
     data = yaml.safe_load(result.best_config.read_text())
     assert "search" not in data and data["output"]["name"] == "final"
+
+
+def test_each_worker_and_each_resume_draws_its_own_seed() -> None:
+    from lepton_platform.api.tuning.search import worker_seed
+
+    seeds = {worker_seed(0, w, n) for w in ("host-1", "host-2") for n in (0, 4)}
+    assert len(seeds) == 4 and all(s is not None and 0 <= s < 2**32 for s in seeds)
+    assert worker_seed(0, "host-1", 0) == worker_seed(0, "host-1", 0)  # reproducible
+    assert worker_seed(1, "host-1", 0) != worker_seed(0, "host-1", 0)
+    assert worker_seed(None, "host-1", 0) is None
+
+
+@pytest.mark.slow  # several searches: ~30 s on a busy machine
+def test_a_resumed_study_never_repeats_a_finished_trials_settings(tmp_path: Path) -> None:
+    config = write_config(tmp_path, trials=2, extra="  sampler: random\n  pruner: none\n")
+    out = tmp_path / "out"
+    tune(config, output_dir=out, final=False, worker="w")
+    resumed = tune(config, n_trials=4, resume=True, output_dir=out, final=False, worker="w")
+    study = optuna.load_study(study_name="search", storage=resumed.storage)
+    finished = [t.params for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 4
+    assert len({tuple(sorted(p.items())) for p in finished}) == 4  # trial 0 not repeated
+
+
+@pytest.mark.slow  # several searches: ~30 s on a busy machine
+def test_a_trial_that_draws_taken_settings_is_failed_without_training(tmp_path: Path) -> None:
+    config = write_config(tmp_path, trials=3, extra="  sampler: random\n  pruner: none\n")
+    messages: list[str] = []
+    result = tune(
+        config,
+        {"strategy.name": ["finetune", "freeze"]},  # two settings for three trials
+        output_dir=tmp_path / "out",
+        final=False,
+        progress=messages.append,
+    )
+    study = optuna.load_study(study_name="search", storage=result.storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["strategy.name"] for t in complete) == ["finetune", "freeze"]
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and all(t.user_attrs["duplicate_of"] in {c.number for c in complete}
+                          for t in failed)  # fmt: skip
+    assert all("epochs_reported" not in t.user_attrs for t in failed)  # never trained
+    assert any("drew the settings of trial" in m for m in messages)
+    assert messages[-1].startswith("stopping: the sampler keeps drawing settings")

@@ -17,11 +17,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lepton_platform.api.job import names_plugins
 from lepton_platform.artifacts import read_weights, write_model
-from lepton_platform.errors import ArtifactError, LeptonError, UnknownNameError
+from lepton_platform.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    LeptonError,
+    UnknownNameError,
+)
 from lepton_platform.registry import (
     create_backbone,
     create_domain,
@@ -40,7 +46,18 @@ if TYPE_CHECKING:
     from lepton_platform.specs import Spec
     from lepton_platform.tasks import Task
 
-__all__ = ["Prediction", "Predictor", "load", "save_model"]
+__all__ = [
+    "BadInput",
+    "BatchPrediction",
+    "NamedInput",
+    "Prediction",
+    "Predictor",
+    "collect_inputs",
+    "load",
+    "predict",
+    "process_device",
+    "save_model",
+]
 
 _GETTERS = (("domain", get_domain), ("backbone", get_backbone), ("task", get_task))
 
@@ -197,7 +214,9 @@ def load(path: str | os.PathLike[str], *, device: str = "cpu") -> Predictor:
             f"task plugin differs from the one it was saved with ({manifest.get('plugins')})"
         )
     model.to(device).eval()
-    return Predictor(model=model, task=task, domain=domain, manifest=manifest, device=device)
+    return Predictor(
+        model=model, task=task, domain=domain, manifest=manifest, device=device, folder=folder
+    )
 
 
 def _tied(model: TransferModel, key: str, tensors: Mapping[str, Any]) -> bool:
@@ -241,12 +260,15 @@ class Predictor:
         domain: Domain,
         manifest: Mapping[str, Any],
         device: str = "cpu",
+        folder: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.task = task
         self.domain = domain
         self.manifest = dict(manifest)
         self.device = device
+        #: The model folder it was loaded from (``None`` when built in memory).
+        self.folder = None if folder is None else Path(folder)
         self.preprocessor = model.backbone.preprocessor()
 
     @property
@@ -262,6 +284,115 @@ class Predictor:
         if len(inputs) == 0:
             return []
         return self.predict_dataset(self.domain.from_inputs(list(inputs)), batch_size=batch_size)
+
+    @names_plugins("predicting")
+    def predict_batch(
+        self,
+        inputs: Sequence[Any],
+        *,
+        batch_size: int = 32,
+        on_bad_input: str = "skip",
+        progress: bool = False,
+    ) -> BatchPrediction:
+        """Predict many raw inputs, ``batch_size`` at a time, keeping going past bad ones.
+
+        Each input is a raw value (a path, a string, a vector) or a :class:`NamedInput`
+        (a value with the name it is reported by: its path, ``data.csv line 4``). An input
+        that the domain cannot read, or that its preprocessing fails on, is a
+        :class:`BadInput` with its name and the reason; ``on_bad_input="error"`` raises a
+        :class:`~lepton_platform.errors.DataError` naming it instead. Under ``accelerate
+        launch`` every process predicts a contiguous share and each gets the whole result,
+        in input order. ``progress`` shows a bar (main process only)."""
+        from lepton_platform.engine.distributed import processes
+
+        if on_bad_input not in ("skip", "error"):
+            raise ConfigError(f"on_bad_input must be 'skip' or 'error', got {on_bad_input!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        items = [
+            item if isinstance(item, NamedInput) else NamedInput(_shown_name(item), item)
+            for item in inputs
+        ]
+        procs = processes()
+        world, rank = procs.num_processes, procs.process_index
+        share = -(-len(items) // world) if items else 0
+        mine = items[rank * share : (rank + 1) * share]
+        offset = rank * share
+        done: list[tuple[int, NamedInput, Prediction]] = []
+        bad: list[BadInput] = []
+
+        def refuse(index: int, item: NamedInput, reason: str) -> None:
+            if on_bad_input == "error":
+                raise DataError(
+                    f"bad input {item.name}: {reason} (pass --on-bad-input skip to predict "
+                    "the others)"
+                )
+            bad.append(BadInput(index, item.name, reason))
+
+        readable: list[tuple[int, NamedInput]] = []
+        for i, item in enumerate(mine, start=offset):
+            if item.error is None:
+                readable.append((i, item))
+            else:
+                refuse(i, item, item.error)
+        chunks = range(0, len(readable), batch_size)
+        bar = _bar(len(chunks), progress and rank == 0 and len(chunks) > 1)
+        quiet = _QuietDatasets()
+        try:
+            for start in chunks:
+                chunk = readable[start : start + batch_size]
+                outcomes = self._predict_chunk([item for _, item in chunk], batch_size)
+                for i, item, outcome in outcomes:
+                    if isinstance(outcome, Prediction):
+                        done.append((chunk[i][0], item, outcome))
+                    else:
+                        refuse(chunk[i][0], item, outcome)
+                bar.update(1)
+        finally:
+            bar.close()
+            quiet.close()
+        if world > 1:
+            done, bad = _gather_objects(done, bad)
+        done.sort(key=lambda d: d[0])
+        bad.sort(key=lambda b: b.index)
+        return BatchPrediction(
+            inputs=[d[1].name for d in done],
+            indices=[d[0] for d in done],
+            predictions=[d[2] for d in done],
+            bad=bad,
+            total=len(items),
+        )
+
+    def _predict_chunk(
+        self, chunk: Sequence[NamedInput], batch_size: int
+    ) -> list[tuple[int, NamedInput, Prediction | str]]:
+        """The predictions of a chunk of inputs; when reading or preprocessing the chunk
+        fails, each input is tried on its own so that only the bad ones are left out."""
+        try:
+            predictions = self._predict_values([c.value for c in chunk], batch_size)
+        except Exception as exc:  # a domain's reader or decoder: any error names the input
+            if len(chunk) == 1:
+                return [(0, chunk[0], _reason(exc))]
+        else:
+            return [(i, item, predictions[i]) for i, item in enumerate(chunk)]
+        out: list[tuple[int, NamedInput, Prediction | str]] = []
+        for i, item in enumerate(chunk):
+            try:
+                out.append((i, item, self._predict_values([item.value], batch_size)[0]))
+            except Exception as exc:
+                out.append((i, item, _reason(exc)))
+        return out
+
+    def _predict_values(self, values: list[Any], batch_size: int) -> list[Prediction]:
+        import numpy as np
+
+        from lepton_platform.engine.predict import predict
+
+        ds = self.domain.from_inputs(values)
+        prepared = self._prepare(ds, batch_size)
+        out = predict(self.model, prepared, self.preprocessor, batch_size=batch_size,
+                      device=self.device)  # fmt: skip
+        return self.predictions(np.asarray(out.outputs))
 
     def predict_dataset(self, ds: datasets.Dataset, *, batch_size: int = 32) -> list[Prediction]:
         """Predict every row of a dataset in the standard schema (its label column, if any,
@@ -297,7 +428,6 @@ class Predictor:
 
     def _prepare(self, ds: datasets.Dataset, batch_size: int) -> datasets.Dataset:
         from lepton_platform.data.schema import STANDARD_COLUMNS
-        from lepton_platform.errors import DataError
 
         missing = [c for c in self.preprocessor.input_columns if c not in ds.column_names]
         if missing:
@@ -341,3 +471,362 @@ class Predictor:
                 )
             )
         return out
+
+
+# -- many inputs: files, folders, tables, standard input ------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamedInput:
+    """A raw input and the name it is reported by (a path, ``data.csv line 4``, the text);
+    ``error`` says why it cannot be predicted when that is known before reading it (a table
+    row without the column)."""
+
+    name: str
+    value: Any
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """An input that could not be predicted: its position among the inputs, its name and why."""
+
+    index: int
+    name: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "input": self.name, "error": self.reason}
+
+
+@dataclass
+class BatchPrediction:
+    """What :meth:`Predictor.predict_batch` returns: the predicted inputs' names, positions
+    and predictions (in input order), the bad inputs and how many there were in all."""
+
+    inputs: list[str]
+    indices: list[int]
+    predictions: list[Prediction]
+    bad: list[BadInput]
+    total: int
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per predicted input: ``input``, ``label``, ``labels``,
+        ``scores``."""
+        return [
+            {"input": name, **p.to_json()}
+            for name, p in zip(self.inputs, self.predictions, strict=True)
+        ]
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per input, in input order: the predicted ones as in :meth:`rows`, the
+        bad ones as ``{"input": name, "error": reason}``."""
+        keyed = [(i, row) for i, row in zip(self.indices, self.rows(), strict=True)]
+        keyed += [(b.index, {"input": b.name, "error": b.reason}) for b in self.bad]
+        return [row for _, row in sorted(keyed, key=lambda item: item[0])]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "predicted": len(self.predictions),
+            "predictions": self.rows(),
+            "bad": [b.to_json() for b in self.bad],
+        }
+
+
+#: Table files whose rows are inputs (``--column`` names the column).
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
+
+
+def collect_inputs(
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    extensions: Sequence[str] = (),
+    domain: str = "this",
+    column: str | Sequence[str] | None = None,
+    strings: bool = False,
+    stdin: IO[str] | None = None,
+) -> list[NamedInput]:
+    """The inputs that ``sources`` name, in order, each with its name:
+
+    - a folder: every file under it (recursively, sorted, hidden ones left out) whose name
+      ends with one of ``extensions`` (the domain's
+      :attr:`~lepton_platform.domains.Domain.input_extensions`);
+    - a ``.csv``, ``.tsv`` or ``.jsonl`` file: one input per row, the value of ``column``
+      (several columns: the list of their values, such as a vector or a text pair); a
+      relative path there is read from the table's folder;
+    - ``"-"``: one input per non-empty line of ``stdin`` (standard input);
+    - another file: the file itself;
+    - ``'[0.5, 1.2]'``: a JSON list of numbers (vector domains);
+    - with ``strings=True``, every source that is not ``"-"`` is a string input (texts):
+      strings are never guessed from a name that is not a file.
+
+    A source that is none of these raises :class:`~lepton_platform.errors.DataError`
+    naming it."""
+    import sys
+
+    columns = [column] if isinstance(column, str) else list(column or [])
+    suffixes = tuple(e.lower() for e in extensions)
+    out: list[NamedInput] = []
+    for source in sources:
+        text = os.fspath(source)
+        if text == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            for line in stream:
+                value = line.rstrip("\r\n")
+                if value.strip():
+                    out.append(NamedInput(_shown_name(value), value if strings else _value(value)))
+            continue
+        if strings:
+            out.append(NamedInput(text, text))
+            continue
+        path = Path(text)
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError:  # a name too long for a path: a value, not a file
+            is_dir = is_file = False
+        if is_dir:
+            if not suffixes:
+                raise DataError(
+                    f"{text} is a folder, but the {domain} domain reads no files as inputs; "
+                    "give the inputs as a table (--column), on standard input (-) or as "
+                    "strings (--text)"
+                )
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.name.lower().endswith(suffixes)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise DataError(
+                    f"{text}: no file ending in {', '.join(suffixes)} under it (the {domain} "
+                    "domain's inputs)"
+                )
+            out.extend(NamedInput(str(p), str(p)) for p in found)
+        elif (
+            is_file
+            and path.suffix.lower() in TABLE_SUFFIXES
+            and path.suffix.lower() not in suffixes
+        ):
+            out.extend(_table_inputs(path, columns))
+        elif is_file:
+            if not suffixes:
+                raise DataError(
+                    f"{text} is a file, but the {domain} domain reads no files as inputs; give "
+                    "strings with --text (or - to read one per line from standard input), or a "
+                    ".csv / .jsonl table with --column"
+                )
+            out.append(NamedInput(text, text))
+        else:
+            value = _value(text)
+            if value is text:
+                raise DataError(
+                    f"{text!r}: no such file or folder (to predict strings, pass --text; for "
+                    "vectors, a JSON list such as '[0.5, 1.2]')"
+                )
+            out.append(NamedInput(_shown_name(text), value))
+    return out
+
+
+@names_plugins("predicting")
+def predict(
+    model: str | os.PathLike[str] | Predictor,
+    inputs: Sequence[Any],
+    *,
+    column: str | Sequence[str] | None = None,
+    strings: bool = False,
+    batch_size: int = 32,
+    on_bad_input: str = "skip",
+    progress: bool = False,
+    stdin: IO[str] | None = None,
+) -> BatchPrediction:
+    """Predict many inputs with a saved model: ``lepton predict`` as Python.
+
+    ``model`` is a model folder or a :class:`Predictor`; ``inputs`` are sources as
+    :func:`collect_inputs` reads them (files, folders, tables with ``column``, ``"-"``, or
+    strings with ``strings=True``). Bad inputs are skipped and listed (``on_bad_input="error"``
+    stops at the first). Under ``accelerate launch`` the main process reads the inputs, every
+    process predicts its share and each gets the whole result, in input order::
+
+        >>> result = predict("runs/cats/model", ["photos/"])            # doctest: +SKIP
+        >>> result.rows()[0]["label"], [b.name for b in result.bad]     # doctest: +SKIP
+    """
+    from lepton_platform.engine.distributed import broadcast, is_main_process, processes
+
+    predictor = model if isinstance(model, Predictor) else load(model, device=process_device())
+    items: list[NamedInput] | str | None = None
+    if is_main_process():
+        try:
+            items = collect_inputs(
+                inputs,
+                extensions=predictor.domain.input_extensions,
+                domain=repr(predictor.manifest["domain"]["name"]),
+                column=column,
+                strings=strings,
+                stdin=stdin,
+            )
+        except DataError as exc:
+            if processes().num_processes == 1:
+                raise
+            items = str(exc)
+    items = broadcast(items)
+    if isinstance(items, str):
+        raise DataError(items)
+    assert items is not None
+    return predictor.predict_batch(
+        items, batch_size=batch_size, on_bad_input=on_bad_input, progress=progress
+    )
+
+
+def process_device() -> str:
+    """This process's device (under ``accelerate launch``, its own GPU; else the default)."""
+    from lepton_platform.engine.distributed import processes
+
+    return str(processes().device)
+
+
+def _value(text: str) -> Any:
+    """A JSON list of numbers as a list; anything else as it is."""
+    import json
+
+    stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(value, list):
+            return value
+    return text
+
+
+def _shown_name(value: Any) -> str:
+    text = (
+        value
+        if isinstance(value, str)
+        else os.fspath(value)
+        if isinstance(value, os.PathLike)
+        else repr(value)
+    )
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _table_inputs(path: Path, columns: list[str]) -> list[NamedInput]:
+    """One input per row of a CSV, TSV or JSONL file: the value of the column(s)."""
+    import csv
+    import json
+
+    rows: list[tuple[int, Any]] = []
+    header: list[str] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() == ".jsonl":
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append((number, json.loads(line)))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path} line {number}: not JSON ({exc.msg})") from None
+            else:
+                reader = csv.DictReader(
+                    handle, dialect="excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+                )
+                header = list(reader.fieldnames or [])
+                rows = [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it ({exc})") from None
+    if not columns:
+        if rows and all(not isinstance(r, Mapping) for _, r in rows):
+            return [NamedInput(f"{path} line {n}", _relative(path, v)) for n, v in rows]
+        keys = header or sorted({k for _, r in rows if isinstance(r, Mapping) for k in r})
+        raise DataError(
+            f"{path} is a table: name the column that holds the inputs with --column "
+            f"(it has {', '.join(keys) or 'no columns'})"
+        )
+    absent = [c for c in columns if header and c not in header]
+    if absent:
+        raise DataError(f"{path}: no column {absent[0]!r} (it has {', '.join(header)})")
+    out: list[NamedInput] = []
+    for number, row in rows:
+        name = f"{path} line {number}"
+        if not isinstance(row, Mapping):
+            out.append(NamedInput(name, row, error=f"expected an object with {columns}"))
+            continue
+        missing = [c for c in columns if row.get(c) is None]
+        if missing:
+            have = ", ".join(k for k, v in row.items() if v is not None)
+            reason = f"no value in column {missing[0]!r} (the row has {have or 'none'})"
+            out.append(NamedInput(name, None, error=reason))
+            continue
+        values = [_relative(path, row[c]) for c in columns]
+        out.append(NamedInput(name, values[0] if len(values) == 1 else values))
+    return out
+
+
+def _relative(table: Path, value: Any) -> Any:
+    """A relative file path in a table, read from the table's folder when it exists there."""
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        try:
+            candidate = table.parent / value
+            if candidate.is_file():
+                return str(candidate)
+        except OSError:
+            pass
+    return value
+
+
+def _reason(exc: BaseException) -> str:
+    import re
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.sub(r"^input \d+( \([^)]*\))?: ", "", text)  # the input is named already
+    if not isinstance(exc, LeptonError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:500]
+
+
+def _gather_objects(done: list[Any], bad: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Every process's predicted and bad inputs, concatenated in process order."""
+    from accelerate.utils import gather_object
+
+    all_done: list[Any] = []
+    all_bad: list[Any] = []
+    for part_done, part_bad in gather_object([(done, bad)]):
+        all_done.extend(part_done)
+        all_bad.extend(part_bad)
+    return all_done, all_bad
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _QuietDatasets:
+    """Turns ``datasets``' own progress bars off (one per chunk) until :meth:`close`."""
+
+    def __init__(self) -> None:
+        import datasets
+
+        self.was_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+
+    def close(self) -> None:
+        import datasets
+
+        if self.was_on:
+            datasets.enable_progress_bars()
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predict", unit="batch", leave=False, dynamic_ncols=True)

@@ -1,8 +1,10 @@
-"""The core's sub-commands: ``run``, ``compare``, ``evaluate``, ``predict`` and ``runs``.
+"""The core's sub-commands: ``run``, ``compare``, ``evaluate``, ``predict``, ``export`` and
+``runs``.
 
 Each parses its arguments, calls the Python API (:func:`lepton_platform.run`,
 :func:`lepton_platform.run_comparison`, :func:`lepton_platform.evaluate`,
-:func:`lepton_platform.load`, :func:`lepton_platform.list_runs`) and prints. This module
+:func:`lepton_platform.predict`, :func:`lepton_platform.export`,
+:func:`lepton_platform.list_runs`) and prints. This module
 imports nothing heavy: torch and friends load inside ``run`` when a command needs them.
 Human-readable progress goes to stderr; results go to stdout (JSON with ``--json``).
 """
@@ -48,6 +50,12 @@ def _fmt(value: Any) -> str:
 def configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="the run's YAML config file")
     _overrides_flag(parser)
+    parser.add_argument(
+        "--trackers",
+        metavar="NAME[,NAME]",
+        help="experiment trackers to log to (tensorboard, mlflow): train.trackers; none unless "
+        "asked for",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--resume", action="store_true", help="continue a killed run from its checkpoints"
@@ -63,7 +71,10 @@ def run_run(args: argparse.Namespace) -> int:
     from lepton_platform.api.run import headline_text, read_config, run
 
     console = Console(args)
-    config = read_config(args.config, args.overrides)  # a bad config creates nothing
+    overrides = list(args.overrides)
+    if args.trackers:
+        overrides.append(f"train.trackers=[{','.join(csv_list(args.trackers, '--trackers'))}]")
+    config = read_config(args.config, overrides)  # a bad config creates nothing
     quiet_libraries(console.quiet)
     outcome = run(
         config,
@@ -241,62 +252,133 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
         "inputs",
         metavar="INPUT",
         nargs="+",
-        help="inputs as the model's domain reads them: file paths (images, audio), texts, or "
-        "JSON lists of numbers ('[0.5, 1.2]') for vectors",
+        help="files, folders (searched for the domain's file types), a .csv/.tsv/.jsonl table "
+        "(with --column), - for one input per line of standard input, JSON lists of numbers "
+        "('[0.5, 1.2]') for vectors, or strings with --text",
     )
-    parser.add_argument("--output", metavar="PREDS.csv", help="write the predictions as CSV")
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="the INPUTs (and the lines of -) are strings to predict, not paths",
+    )
+    parser.add_argument(
+        "--column",
+        metavar="NAME[,NAME]",
+        help="the table column(s) holding the inputs (several: a list per row, e.g. a vector "
+        "or a text pair)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PREDS.csv|PREDS.jsonl",
+        help="also write the predictions as CSV (a score column per label) or JSON lines",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per batch")
+    parser.add_argument(
+        "--on-bad-input",
+        choices=("skip", "error"),
+        default="skip",
+        help="report a bad input and predict the rest (default), or stop at the first",
+    )
     script_flags(parser)
 
 
-def _parse_input(text: str) -> Any:
-    stripped = text.strip()
-    if stripped.startswith("[") and stripped.endswith("]") and not Path(text).exists():
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return text
-    return text
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    """``lepton predict MODEL INPUT...``: the label and scores of each input."""
+    """``lepton predict MODEL INPUT...``: the label and scores of each input, in input order;
+    bad inputs are named on stderr."""
+    from lepton_platform.cli.console import prediction_table, write_predictions
+
     console = Console(args)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix.lower() not in (".csv", ".jsonl"):
+        raise ConfigError(f"--output {args.output}: give a .csv or .jsonl file")
+    columns = csv_list(args.column, "--column")
     quiet_libraries(console.quiet)
-    from lepton_platform.api.predictor import load
+    from lepton_platform.api.predictor import load, predict, process_device
+    from lepton_platform.engine.distributed import is_main_process
 
-    predictor = load(args.model)
+    predictor = load(args.model, device=process_device())
     domain = predictor.manifest["domain"]["name"]
-    inputs = [_parse_input(t) for t in args.inputs]
     try:
-        predictions = predictor.predict(inputs, batch_size=args.batch_size)
+        result = predict(
+            predictor,
+            args.inputs,
+            column=columns or None,
+            strings=args.text,
+            batch_size=args.batch_size,
+            on_bad_input=args.on_bad_input,
+            progress=not console.quiet,
+        )
     except DataError as exc:
         raise DataError(f"the model reads {domain!r} inputs and cannot read these: {exc}") from None
-    names = predictor.label_names
-    rows = [
-        {"input": raw, "label": p.label, "labels": list(p.labels), "scores": p.scores}
-        for raw, p in zip(args.inputs, predictions, strict=True)
-    ]
-    if args.output:
-        import csv
-        import io
+    if not is_main_process():
+        return 0
+    for bad in result.bad:
+        print(f"lepton: bad input {bad.name}: {bad.reason}", file=sys.stderr)
+    if result.bad:
+        console.say(
+            f"predicted {len(result.predictions)} of {result.total} inputs; "
+            f"{len(result.bad)} bad input(s) skipped"
+        )
+    if output is not None:
+        write_predictions(
+            output, result, predictor.label_names, multi_label=predictor.task.multi_label
+        )
+        console.say(f"wrote {len(result.predictions)} prediction(s) to {output}")
+    console.result(prediction_table(result), result.records())
+    return 0
 
-        from lepton_platform._io import atomic_write_text
 
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["input", "label", *[f"score_{n}" for n in names]])
-        for row in rows:
-            writer.writerow([row["input"], row["label"], *[row["scores"].get(n) for n in names]])
-        atomic_write_text(args.output, buffer.getvalue())
-        console.say(f"wrote {len(rows)} prediction(s) to {args.output}")
-    text = "\n".join(
-        f"{r['input']}\t{r['label']}\t{max(r['scores'].values(), default=float('nan')):.4f}"
-        for r in rows
+# ----------------------------------------------------------------------------- lepton export
+
+
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a saved model folder (a run's model/)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=("onnx", "torchscript", "hf"),
+        help="onnx (onnxruntime), torchscript (torch.jit), or hf: the backbone library's own "
+        "(transformers for text and speech, a torchvision state dict for images)",
     )
-    console.result(text, rows)
+    parser.add_argument(
+        "--output", metavar="DIR", help="the export folder (default: export-FORMAT beside MODEL)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in that folder"
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest difference from the Lepton model's logits the check allows (default 1e-4)",
+    )
+    script_flags(parser)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``lepton export MODEL --format F``: the model in another format, checked against the
+    Lepton model, with its model card (README.md)."""
+    from lepton_platform.api.export import export
+
+    console = Console(args)
+    quiet_libraries(console.quiet)
+    console.say(f"exporting {args.model} as {args.format}")
+    result = export(
+        args.model, args.output, format=args.format, overwrite=args.overwrite, atol=args.atol
+    )
+    from lepton_platform.engine.distributed import is_main_process
+
+    if not is_main_process():
+        return 0
+    lines = [
+        f"exported {args.model} as {result.format} to {result.folder}",
+        f"checked with {result.checked_with}: logits within {result.max_abs_diff:.2g} of the "
+        "Lepton model's",
+        *(f"  {name}" for name in result.files),
+    ]
+    console.result("\n".join(lines), result.to_json())
     return 0
 
 
@@ -353,6 +435,17 @@ COMMANDS = (
         run_compare,
     ),
     ("evaluate", "Evaluate a saved model on labelled data", configure_evaluate, run_evaluate),
-    ("predict", "Predict with a saved model on raw inputs", configure_predict, run_predict),
+    (
+        "predict",
+        "Predict with a saved model on files, folders, tables or stdin",
+        configure_predict,
+        run_predict,
+    ),
+    (
+        "export",
+        "Export a saved model to ONNX, TorchScript or the Hugging Face format",
+        configure_export,
+        run_export,
+    ),
     ("runs", "List past runs with their headline metrics", configure_runs, run_runs),
 )

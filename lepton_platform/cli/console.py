@@ -9,11 +9,25 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lepton_platform.errors import ConfigError
 
-__all__ = ["Console", "csv_list", "key_values", "quiet_libraries", "script_flags", "yaml_scalar"]
+if TYPE_CHECKING:
+    from lepton_platform.api.predictor import BatchPrediction
+
+__all__ = [
+    "Console",
+    "csv_cell",
+    "csv_list",
+    "key_values",
+    "prediction_table",
+    "quiet_libraries",
+    "script_flags",
+    "write_predictions",
+    "yaml_scalar",
+]
 
 
 def script_flags(parser: argparse.ArgumentParser) -> None:
@@ -82,3 +96,60 @@ def key_values(items: Sequence[str], flag: str, example: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {example}")
         out[key.strip()] = yaml_scalar(value)
     return out
+
+
+# ----------------------------------------------------------------------------- predictions
+
+#: A cell starting with one of these is a formula to a spreadsheet (``=HYPERLINK(...)``).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows as text: a string that starts like a
+    formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) gets a leading ``'``; numbers
+    stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_predictions(
+    path: Path, result: BatchPrediction, label_names: Sequence[str], *, multi_label: bool = False
+) -> Path:
+    """The predictions as CSV (``input``, ``label``, for multi-label models ``labels``, then a
+    ``score_<label>`` column per label; formula-like text made inert) or as JSON lines
+    (``.jsonl``), written atomically. Bad inputs are left out (they are reported)."""
+    from lepton_platform._io import atomic_write_text
+
+    rows = result.rows()
+    if path.suffix.lower() == ".jsonl":
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        return atomic_write_text(path, text)
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    labels = ["labels"] if multi_label else []
+    header = ["input", "label", *labels, *[f"score_{n}" for n in label_names]]
+    writer.writerow([csv_cell(h) for h in header])
+    for row in rows:
+        chosen = [csv_cell(";".join(row["labels"]))] if multi_label else []
+        writer.writerow(
+            [
+                csv_cell(row["input"]),
+                csv_cell(row["label"]),
+                *chosen,
+                *[row["scores"].get(n) for n in label_names],
+            ]
+        )
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def prediction_table(result: BatchPrediction) -> str:
+    """One line per predicted input: the input, its label and that label's score."""
+    lines = []
+    for row in result.rows():
+        score = row["scores"].get(row["label"], float("nan"))
+        lines.append(f"{row['input']}\t{row['label']}\t{score:.4f}")
+    return "\n".join(lines)

@@ -17,8 +17,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         metavar="URL",
-        help="any database URL Optuna accepts, e.g. postgresql://user:pw@host/db for workers on "
-        "many machines (default: sqlite:///<run folder>/study.db)",
+        help="a SQLAlchemy 2 database URL, e.g. postgresql+psycopg2://user:pw@host/db for "
+        "workers on many machines (default: sqlite:///<run folder>/study.db)",
+    )
+    parser.add_argument(
+        "--worker",
+        metavar="NAME",
+        help="this worker's name, from which its sampler seed is derived with search.seed "
+        "(default: host and process id, so that workers never share a seed)",
     )
     parser.add_argument("--study", metavar="NAME", help="study name (default: the run name)")
     parser.add_argument(
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         final=False if args.no_final else None,
         timeout=args.timeout,
         progress=console.say,
+        worker=args.worker,
     )
     lines = [
         f"study {result.study_name}: "

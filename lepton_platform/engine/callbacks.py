@@ -20,6 +20,7 @@ under the callback's :attr:`Callback.state_key`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ __all__ = [
     "EarlyStopping",
     "KeepFrozenBatchNormInEval",
     "MetricsLog",
+    "log_run_end",
 ]
 
 
@@ -209,11 +211,19 @@ class EarlyStopping(Callback):
         self.bad_epochs = int(state.get("bad_epochs", 0))
 
 
+#: Where a run's output folder records the trackers it logged to (the MLflow run), so that the
+#: application layer adds the final test metrics and the model to the same run.
+TRACKING_FILE = "tracking.json"
+
+
 class MetricsLog(Callback):
     """``metrics.jsonl`` in the output folder (a ``step`` record every ``log_every_steps`` and
-    an ``epoch`` record per epoch), and the same values to the trackers when they are on. On
-    resume the lines written after the checkpoint are dropped, so the file matches a run that
-    was never interrupted."""
+    an ``epoch`` record per epoch), and the same values to the trackers when they are on
+    (``TrainConfig.trackers``: none unless asked for). MLflow logs into the output folder's
+    own store (``mlflow.db``, artifacts beside it) unless ``MLFLOW_TRACKING_URI`` names
+    another, and the run it logged to is recorded in :data:`TRACKING_FILE`. On resume the
+    lines written after the checkpoint are dropped, so the file matches a run that was never
+    interrupted."""
 
     state_key = "metrics_log"
 
@@ -232,6 +242,31 @@ class MetricsLog(Callback):
         elif self.path.exists():
             self.path.unlink()
         self._handle = self.path.open("a")
+        if _tracks(trainer, "mlflow") and not os.environ.get("MLFLOW_TRACKING_URI"):
+            import mlflow
+
+            # never the current folder's mlflow.db and mlruns/: the run's own store, with the
+            # artifacts beside it (the experiment made here, before Accelerate looks for it)
+            folder = self.path.parent.absolute()
+            mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+            name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "lepton")
+            if mlflow.get_experiment_by_name(name) is None:
+                mlflow.create_experiment(name, artifact_location=(folder / "mlruns").as_uri())
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.path is None or not trainer.is_main_process or not _tracks(trainer, "mlflow"):
+            return
+        import mlflow
+
+        run = trainer.accelerator.get_tracker("mlflow", unwrap=True)
+        record = {
+            "mlflow": {
+                "tracking_uri": mlflow.get_tracking_uri(),
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+            }
+        }
+        (self.path.parent / TRACKING_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     def close(self) -> None:
         if self._handle is not None:
@@ -265,6 +300,39 @@ class MetricsLog(Callback):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.offset = int(state.get("offset", 0))
+
+
+def _tracks(trainer: Trainer, name: str) -> bool:
+    """Whether the trainer's accelerator logs to the tracker ``name``."""
+    return any(str(getattr(t, "value", t)) == name for t in trainer.accelerator.log_with or ())
+
+
+def log_run_end(
+    output_dir: Path, metrics: Mapping[str, Any], model_folder: Path | None = None
+) -> bool:
+    """Add a finished run's final metrics (``{"test": {"accuracy": ...}}``: each number as
+    ``test/accuracy``) and its model folder (as the ``model`` artifact) to the MLflow run
+    that its training logged to (recorded in ``output_dir``'s :data:`TRACKING_FILE`); whether
+    there was one."""
+    file = output_dir / TRACKING_FILE
+    if not file.is_file():
+        return False
+    record = json.loads(file.read_text()).get("mlflow")
+    if not record:
+        return False
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=str(record["tracking_uri"]))
+    run_id = str(record["run_id"])
+    for split, values in metrics.items():
+        if not isinstance(values, Mapping):
+            continue
+        for key, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                client.log_metric(run_id, f"{split}/{key}", float(value))
+    if model_folder is not None and model_folder.is_dir():
+        client.log_artifacts(run_id, str(model_folder), artifact_path="model")
+    return True
 
 
 class Checkpointing(Callback):

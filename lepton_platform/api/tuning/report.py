@@ -1,81 +1,73 @@
-"""The search's report: the optimisation history and the parameter importances (PNG), the
+"""The search's report: Optuna's optimisation history and parameter importances plots
+(``optuna.visualization.matplotlib``, as PNG), the
 trials table, the best parameters and the final model's test result, as ``report.md`` and a
 self-contained ``report.html`` in the run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lepton_platform.reports.document import Figure, Report
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["history_figure", "importance_figure", "write_tune_report"]
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any) -> bytes:
+def _png(axes: Any) -> bytes:
+    """The figure of an Optuna matplotlib plot's axes as PNG bytes (Agg: no display)."""
     import io
 
-    buffer = io.BytesIO()
+    import matplotlib.pyplot as plt
+
+    fig = axes.figure
+    fig.set_size_inches(7, 4)
     fig.tight_layout()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    _pyplot().close(fig)
+    plt.close(fig)
     return buffer.getvalue()
 
 
-def history_figure(trials: Sequence[Mapping[str, Any]], direction: str, metric: str) -> bytes:
-    """Each finished trial's value (pruned trials at their last reported value, hollow) and
-    the best value so far."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    best: list[tuple[int, float]] = []
-    current: float | None = None
-    for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
-        points = [
-            (t["number"], t["value"])
-            for t in trials
-            if t["state"] == state and t["value"] is not None
-        ]
-        if points:
-            ax.scatter(*zip(*points, strict=True), marker=marker, label=state.lower())
-    for t in sorted(trials, key=lambda t: t["number"]):
-        if t["state"] != "COMPLETE" or t["value"] is None:
-            continue
-        value = float(t["value"])
-        better = current is None or (
-            value < current if direction == "minimize" else value > current
+def history_figure(study: optuna.Study, metric: str) -> bytes:
+    """Optuna's optimisation history (each trial's value and the best so far)."""
+    import optuna
+
+    with _plotting():
+        return _png(
+            optuna.visualization.matplotlib.plot_optimization_history(
+                study, target_name=f"validation {metric}"
+            )
         )
-        current = value if better else current
-        assert current is not None
-        best.append((t["number"], current))
-    if best:
-        ax.step(*zip(*best, strict=True), where="post", color="black", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"validation {metric}")
-    ax.set_title("Optimisation history")
-    ax.legend()
-    return _png(fig)
 
 
-def importance_figure(importances: Mapping[str, float]) -> bytes:
-    """Horizontal bars of the parameter importances (they sum to 1)."""
-    plt = _pyplot()
-    names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
-    ax.barh(names, [importances[n] for n in names])
-    ax.set_xlabel("importance (fANOVA)")
-    ax.set_title("Parameter importances")
-    return _png(fig)
+def importance_figure(study: optuna.Study) -> bytes:
+    """Optuna's parameter importances (fANOVA, seeded)."""
+    import optuna
+
+    with _plotting():
+        return _png(
+            optuna.visualization.matplotlib.plot_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            )
+        )
+
+
+@contextlib.contextmanager
+def _plotting() -> Iterator[None]:
+    """matplotlib without a display, and without Optuna's experimental-API warnings."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _cell(value: Any) -> str:
@@ -84,9 +76,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_tune_report(folder: str | Path, summary: Mapping[str, Any]) -> tuple[Path, Path]:
+def write_tune_report(
+    folder: str | Path, summary: Mapping[str, Any], study: optuna.Study
+) -> tuple[Path, Path]:
     """Write ``report.md`` (figures under ``figures/``) and ``report.html`` from the JSON of
-    ``tune.json``; return the two paths."""
+    ``tune.json`` and the study's plots; return the two paths."""
     from lepton_platform.reports.document import save_report
 
     out = Path(folder)
@@ -128,7 +122,7 @@ def write_tune_report(folder: str | Path, summary: Mapping[str, Any]) -> tuple[P
             Figure(
                 "history.png",
                 "Optimisation history",
-                history_figure(trials, str(summary["direction"]), metric),
+                history_figure(study, metric),
             ),
         )
     )
@@ -138,7 +132,7 @@ def write_tune_report(folder: str | Path, summary: Mapping[str, Any]) -> tuple[P
         report.blocks.append(
             (
                 "figure",
-                Figure("importances.png", "Parameter importances", importance_figure(importances)),
+                Figure("importances.png", "Parameter importances", importance_figure(study)),
             )
         )
     else:

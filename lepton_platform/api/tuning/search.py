@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +24,12 @@ if TYPE_CHECKING:
 
     from lepton_platform.data import DataBundle
 
-__all__ = ["TuneResult", "tune"]
+__all__ = ["TuneResult", "tune", "worker_seed"]
 
 FINISHED = ("COMPLETE", "PRUNED")
+#: How long the final step waits for other workers' running trials (a dead worker's trial is
+#: failed by its missed heartbeats well before).
+WAIT_FOR_RUNNING_S = 900.0
 
 
 @dataclass
@@ -78,12 +83,27 @@ def _as_config(config: RunConfig | str | os.PathLike[str] | Mapping[str, Any]) -
     )
 
 
-def _sampler(section: SearchSection) -> optuna.samplers.BaseSampler:
+def worker_seed(seed: int | None, worker: str, trials_before: int) -> int | None:
+    """The sampler seed of one worker: derived from the study's ``search.seed``, the worker's
+    name and how many trials the study held when it joined, so that two workers (or a resumed
+    search) never draw the same sequence of settings; ``None`` (random) stays ``None``."""
+    from lepton_platform.engine._loop_utils import derive_seed
+
+    if seed is None:
+        return None
+    return derive_seed(seed, "tune-worker", worker, trials_before) % 2**32  # numpy's range
+
+
+def _sampler(section: SearchSection, seed: int | None) -> optuna.samplers.BaseSampler:
     import optuna
 
     if section.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=section.seed)
-    return optuna.samplers.TPESampler(seed=section.seed, n_startup_trials=4)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+
+
+class DuplicateSettings(Exception):
+    """A trial drew the settings of a finished (or running) trial; it is failed, not run."""
 
 
 def _pruner(section: SearchSection) -> optuna.pruners.BasePruner:
@@ -114,6 +134,7 @@ def tune(
     final: bool | None = None,
     timeout: float | None = None,
     progress: Callable[[str], None] | None = None,
+    worker: str | None = None,
 ) -> TuneResult:
     """Search the config's (or ``search_space``'s) keys for the best validation score.
 
@@ -124,6 +145,12 @@ def tune(
     folder). At the end the best config is written to ``best_config.yaml``, trained into
     ``final/`` and evaluated once on the test split (``final=False`` skips this, e.g. for extra
     workers), and ``report.md``/``report.html`` show the history and the importances.
+
+    Each worker samples with its own seed (:func:`worker_seed`: the search seed, ``worker``,
+    by default this host and process, and the trials already in the study), and a trial that
+    draws the settings of a finished or running one is failed without training, so no two
+    trials train the same settings. With many workers, one trains the final model: the first
+    to claim it once no trial is running; the others leave it.
 
         >>> from lepton_platform import tune                          # doctest: +SKIP
         >>> result = tune("tabular.yaml", {"train.lr": {"low": 1e-3, "high": 0.3, "log": True}},
@@ -161,16 +188,23 @@ def tune(
         study_name=name,
         snapshot=snapshot,
         direction=direction,
-        sampler=_sampler(run_config.search),
+        sampler=_sampler(run_config.search, run_config.search.seed),
         pruner=_pruner(run_config.search),
         resume=resume,
     )
+    me = worker or f"{socket.gethostname()}-{os.getpid()}"
+    seed = worker_seed(run_config.search.seed, me, len(study.get_trials(deepcopy=False)))
+    study.sampler = _sampler(run_config.search, seed)
     bundle = _load_bundle(run_config)
     base = run_config.snapshot()
     base.pop("search", None)
 
     def objective(trial: optuna.trial.Trial) -> float:
         values = space.suggest(trial)
+        twin = _same_settings(study, trial)
+        if twin is not None:
+            trial.set_user_attr("duplicate_of", twin)
+            raise DuplicateSettings(f"trial {trial.number} drew the settings of trial {twin}")
         trial_config = parse_config(space.apply(base, values), where=f"trial {trial.number}")
         pruning = PruningCallback(trial, monitor)
         try:
@@ -188,18 +222,29 @@ def tune(
         trial.set_user_attr("seconds", outcome.seconds)
         return outcome.value
 
-    def announce(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        value = "" if trial.value is None else f" {metric} {trial.value:.4g}"
-        say(f"trial {trial.number} {trial.state.name.lower()}{value} {trial.params}")
-
     done = _counts(study)
     remaining = max(0, target - sum(done.get(s, 0) for s in FINISHED))
+    attempts = [0]
+
+    def announce(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        twin = trial.user_attrs.get("duplicate_of")
+        if twin is not None:
+            say(f"trial {trial.number} drew the settings of trial {twin}: not run")
+        else:
+            value = "" if trial.value is None else f" {metric} {trial.value:.4g}"
+            say(f"trial {trial.number} {trial.state.name.lower()}{value} {trial.params}")
+        attempts[0] += 1
+        if attempts[0] >= 2 * remaining + 10:  # a small space whose settings are all taken
+            say("stopping: the sampler keeps drawing settings that were tried already")
+            study.stop()
+
     say(f"study {name!r} in {url}: {sum(done.values())} trials so far, {remaining} to run")
     if remaining:
         study.optimize(
             objective,
-            n_trials=remaining,
+            n_trials=None,
             timeout=timeout,
+            catch=(DuplicateSettings,),
             callbacks=[
                 optuna.study.MaxTrialsCallback(
                     target,
@@ -223,6 +268,21 @@ def tune(
         say,
         write_tune_report,
     )
+
+
+def _same_settings(study: optuna.Study, trial: optuna.trial.Trial) -> int | None:
+    """The number of a finished or running trial with ``trial``'s settings, if any."""
+    import optuna
+
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.RUNNING,
+    )
+    for other in study.get_trials(deepcopy=False, states=states):
+        if other.number != trial.number and other.params == trial.params:
+            return other.number
+    return None
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
@@ -252,7 +312,7 @@ def _finish(
     direction: str,
     final: bool,
     say: Callable[[str], None],
-    write_report: Callable[[Path, Mapping[str, Any]], tuple[Path, Path]],
+    write_report: Callable[[Path, Mapping[str, Any], optuna.Study], tuple[Path, Path]],
 ) -> TuneResult:
     import optuna
 
@@ -274,9 +334,12 @@ def _finish(
             f"# best of study {name!r} (trial {best.number}, validation {metric} {best.value})\n"
         )
         result.best_config = atomic_write_text(folder / "best_config.yaml", header + text)
-        if final:
+        if final and _claim_final(study, folder, say):
             say(f"training the best config (trial {best.number}) and evaluating it on test once")
             result.final = _train_final(best_config, bundle, folder / "final")
+        elif final:  # the claiming worker writes the summary and report with its final model
+            result.report = folder / "report.html"
+            return result
         if len(complete) >= 2:
             try:
                 importances = optuna.importance.get_param_importances(
@@ -315,8 +378,38 @@ def _finish(
         },
     }
     atomic_write_json(folder / "tune.json", summary)
-    result.report = write_report(folder, summary)[1]
+    result.report = write_report(folder, summary, study)[1]
     return result
+
+
+def _claim_final(study: optuna.Study, folder: Path, say: Callable[[str], None]) -> bool:
+    """Whether this worker trains the final model: once no trial of the study is running
+    (other workers' last trials may still change the best), the first worker to create the
+    claim file of the study's finished trials does; the others leave it to that one. A study
+    that gains trials later (a resumed search) makes a new claim."""
+    import hashlib
+
+    import optuna
+
+    running = (optuna.trial.TrialState.RUNNING,)
+    waited = 0.0
+    while study.get_trials(deepcopy=False, states=running) and waited < WAIT_FOR_RUNNING_S:
+        optuna.storages.fail_stale_trials(study)  # a killed worker's trial, after its grace
+        if waited == 0:
+            say("waiting for the other workers' running trials before the final model")
+        time.sleep(1.0)
+        waited += 1.0
+    finished = sorted(
+        t.number for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED
+    )
+    digest = hashlib.sha256(repr(finished).encode()).hexdigest()[:16]
+    try:
+        handle = os.open(folder / f".final-{digest}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        say("another worker trains the final model of these trials")
+        return False
+    os.close(handle)
+    return True
 
 
 def _train_final(config: RunConfig, bundle: DataBundle, out: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 By default the study is an embedded SQLite file in the run folder (``sqlite:///<run>/study.db``),
 so a killed search continues where it stopped. Any database URL Optuna accepts works as
-``storage`` (``postgresql://user:password@host/db`` for many workers on many machines). The
+``storage`` (``postgresql+psycopg2://user:password@host/db`` for many workers on many machines). The
 study remembers the config it was created for (its fingerprint and snapshot in the study's user
 attributes); opening it with another config is refused with the keys that differ.
 """
@@ -79,8 +79,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError(
-            f"--storage {url!r}: expected a database URL such as sqlite:///study.db or "
-            "postgresql://user:password@host/db"
+            f"--storage {url!r}: expected a SQLAlchemy 2 database URL such as "
+            "sqlite:///study.db or postgresql+psycopg2://user:password@host/db"
+        )
+    if url.startswith(("postgresql://", "postgres://")) and not _installed("psycopg"):
+        hint = "postgresql+psycopg2://" if _installed("psycopg2") else "postgresql+psycopg://"
+        raise ConfigError(
+            f"--storage {_shown(url)}: SQLAlchemy 2 reads postgresql:// with the psycopg (3) "
+            f"driver, which is not installed; name the driver: {hint}user:password@host/db "
+            "(or pip install 'psycopg[binary]')"
         )
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
@@ -117,6 +124,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 "and its driver installed"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def open_study(

@@ -28,6 +28,7 @@ against the hash in their file name, local ``.pth`` files are read with ``weight
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -42,7 +43,14 @@ from torchvision.models import resnet as tv_resnet
 from lepton_image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Augmentation, ImagePreprocessor
 from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError
-from lepton_platform.models import Backbone, LayerGroup, LoadReport, load_matching
+from lepton_platform.models import (
+    Backbone,
+    ExportUnsupported,
+    HubExport,
+    LayerGroup,
+    LoadReport,
+    load_matching,
+)
 
 __all__ = ["ARCHITECTURES", "ResNetBackbone", "adapt_stem_kernel", "build_resnet"]
 
@@ -294,6 +302,109 @@ class ResNetBackbone(Backbone):
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return {"pixel_values": pixels}
 
+    # -- export (``lepton export --format hf``) ------------------------------------------------
+
+    def hub_export(
+        self, classifier: nn.Linear, label_names: Sequence[str], *, multi_label: bool
+    ) -> HubExport:
+        """A torchvision state dict (``model.safetensors``, torchvision's key names with the
+        classifier as ``fc``), ``torchvision.json`` (how to build the network) and
+        ``preprocessing.json`` (resize, crop, mean and std). torchvision's ``ResNet`` class
+        builds any stage depth, but its stem is 64 channels wide: a narrower network is
+        refused."""
+        if self.width != 64:
+            raise ExportUnsupported(
+                f"a stem width of {self.width} is no torchvision architecture (torchvision's "
+                "ResNet is 64 wide)"
+            )
+        block, layers, groups, width_per_group = ARCHITECTURES[self.arch]
+        names = [str(n) for n in label_names]
+        spec = {
+            "architecture": self.arch,
+            "block": block.__name__,
+            "layers": list(self.blocks or layers),
+            "groups": groups,
+            "width_per_group": width_per_group,
+            "num_classes": len(names),
+            "small_input": self.small_input,
+            "in_channels": self.in_channels,
+            "label_names": names,
+            "multi_label": multi_label,
+        }
+        prep = self.preprocessor().config()
+        preprocessing = {
+            "resize_size": prep["resize_size"],
+            "crop_size": prep["image_size"],
+            "interpolation": prep["interpolation"],
+            "mean": prep["mean"],
+            "std": prep["std"],
+            "channels": prep["channels"],
+            "note": "resize the short side to resize_size, crop the centre crop_size square, "
+            "scale to [0, 1], subtract mean and divide by std per channel",
+        }
+        state = {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+        state["fc.weight"] = classifier.weight.detach().float().clone()
+        if classifier.bias is not None:
+            state["fc.bias"] = classifier.bias.detach().float().clone()
+        else:
+            state["fc.bias"] = torch.zeros(len(names))
+
+        def write(folder: Path) -> None:
+            from safetensors.torch import save_file
+
+            save_file(state, str(folder / "model.safetensors"))
+            for name, data in (("torchvision.json", spec), ("preprocessing.json", preprocessing)):
+                text = json.dumps(data, indent=2) + "\n"
+                (folder / name).write_text(text, encoding="utf-8")
+
+        def load(folder: Path) -> Any:
+            from safetensors.torch import load_file
+
+            built = json.loads((folder / "torchvision.json").read_text(encoding="utf-8"))
+            net = torchvision_resnet(built)
+            net.load_state_dict(load_file(str(folder / "model.safetensors")))
+            net.eval()
+
+            def run(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+                with torch.no_grad():
+                    out: torch.Tensor = net(batch["pixel_values"])
+                return out
+
+            return run
+
+        standard = self.blocks is None and not self.small_input and self.in_channels == 3
+        if standard:
+            build = (
+                "from torchvision.models import get_model\n\n"
+                f'model = get_model("{self.arch}", weights=None, num_classes={len(names)})\n'
+            )
+        else:
+            build = (
+                "import torch\n"
+                "from torchvision.models import resnet\n\n"
+                'spec = json.loads(open("{path}/torchvision.json").read())\n'
+                'block = getattr(resnet, spec["block"])\n'
+                'model = resnet.ResNet(block, spec["layers"], num_classes=spec["num_classes"], '
+                'groups=spec["groups"], width_per_group=spec["width_per_group"])\n'
+                + (
+                    'model.conv1 = torch.nn.Conv2d(spec["in_channels"], 64, 3, 1, 1, bias=False)\n'
+                    "model.maxpool = torch.nn.Identity()\n"
+                    if self.small_input
+                    else 'model.conv1 = torch.nn.Conv2d(spec["in_channels"], 64, 7, 2, 3, '
+                    "bias=False)\n"
+                    if self.in_channels != 3
+                    else ""
+                )
+            )
+        usage = (
+            "import json\n"
+            "from safetensors.torch import load_file\n"
+            + build
+            + 'model.load_state_dict(load_file("{path}/model.safetensors"))\n'
+            "model.eval()  # preprocessing: {path}/preprocessing.json\n"
+        )
+        return HubExport(library="torchvision", write=write, load=load, usage=usage)
+
     # -- pretrained weights ------------------------------------------------------------------
 
     def load_pretrained(self, pretrained: str | os.PathLike[str]) -> LoadReport:
@@ -356,6 +467,26 @@ class ResNetBackbone(Backbone):
         self.load_report = report
         _warn(self.arch, report)
         return report
+
+
+def torchvision_resnet(spec: Mapping[str, Any]) -> tv_resnet.ResNet:
+    """torchvision's ``ResNet`` as ``torchvision.json`` (written by
+    :meth:`ResNetBackbone.hub_export`) describes it, with random weights."""
+    block = getattr(tv_resnet, str(spec["block"]))
+    net = tv_resnet.ResNet(
+        block,
+        list(spec["layers"]),
+        num_classes=int(spec["num_classes"]),
+        groups=int(spec["groups"]),
+        width_per_group=int(spec["width_per_group"]),
+    )
+    channels = int(spec["in_channels"])
+    if spec["small_input"]:
+        net.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+    return net
 
 
 def _hub_weights(url: str, what: str) -> dict[str, torch.Tensor]:

@@ -13,10 +13,12 @@ through the convolutions at all. A strategy that sets ``requires_grad`` itself o
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
-from collections.abc import Mapping
+import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +27,7 @@ from torch import nn
 
 from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError
-from lepton_platform.models import Backbone, LayerGroup
+from lepton_platform.models import Backbone, ExportInputs, ExportUnsupported, HubExport, LayerGroup
 from lepton_speech.preprocess import Augmentation, SpeechPreprocessor
 
 __all__ = [
@@ -224,6 +226,113 @@ class SpeechBackbone(Backbone):
     def max_samples(self) -> int:
         return math.floor(self.max_duration * self.sampling_rate)
 
+    # -- export (``lepton export``) ----------------------------------------------------------
+
+    def export_inputs(self) -> ExportInputs:
+        """Batch and number of samples are dynamic; the check batch is longer."""
+        example = self.example_batch(2)
+        longest = example["input_values"].shape[1]
+        extra = min(self.max_samples(), longest + self.min_samples * 2) - longest
+        generator = torch.Generator().manual_seed(1)
+        values = torch.randn(3, longest + extra, generator=generator)
+        mask = torch.ones_like(values, dtype=torch.long)
+        values[2, longest:] = 0.0
+        mask[2, longest:] = 0
+        return ExportInputs(
+            example=example,
+            check={"input_values": values, "attention_mask": mask},
+            dynamic_axes={name: {0: "batch", 1: "samples"} for name in example},
+        )
+
+    def hub_export(
+        self, classifier: nn.Linear, label_names: Sequence[str], *, multi_label: bool
+    ) -> HubExport:
+        """The Hugging Face format: ``AutoModelForAudioClassification`` (the family's
+        ``*ForSequenceClassification``) with the label names in its config, and its feature
+        extractor (``AutoFeatureExtractor``). The transformers head projects, then averages
+        over the frames, then classifies; both steps are linear, so an identity projector and
+        this model's classifier give the same logits as its masked mean pooling. (A base
+        model with group norm reads no attention mask in transformers, as its feature
+        extractor makes none: a clip predicted on its own gives the same scores.)"""
+        from transformers import AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+        if multi_label:
+            raise ExportUnsupported("transformers' audio classification classes are single-label")
+        names = [str(n) for n in label_names]
+        hidden = int(self.model.config.hidden_size)
+        config: Any = copy.deepcopy(self.model.config)
+        config.num_labels = len(names)
+        config.id2label = dict(enumerate(names))
+        config.label2id = {n: i for i, n in enumerate(names)}
+        config.classifier_proj_size = hidden
+        config.use_weighted_layer_sum = False
+        hf: Any = AutoModelForAudioClassification.from_config(config)  # type: ignore[no-untyped-call]
+        hf.eval()
+        missing, unexpected = hf.base_model.load_state_dict(self.model.state_dict(), strict=False)
+        if missing or unexpected:
+            raise ExportUnsupported(
+                f"the weights do not fit {type(hf).__name__} (missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]})"
+            )
+        with torch.no_grad():
+            hf.projector.weight.copy_(torch.eye(hidden))
+            hf.projector.bias.zero_()
+            hf.classifier.weight.copy_(classifier.weight.detach().float())
+            if classifier.bias is not None:
+                hf.classifier.bias.copy_(classifier.bias.detach().float())
+            else:
+                hf.classifier.bias.zero_()
+        extractor = Wav2Vec2FeatureExtractor(  # type: ignore[no-untyped-call]
+            feature_size=1,
+            sampling_rate=self.sampling_rate,
+            padding_value=0.0,
+            do_normalize=self.do_normalize,
+            return_attention_mask=self.pass_attention_mask,
+        )
+        masked = self.pass_attention_mask
+        usage = (
+            "import torch\n"
+            "from transformers import AutoFeatureExtractor, AutoModelForAudioClassification\n\n"
+            'extractor = AutoFeatureExtractor.from_pretrained("{path}")\n'
+            'model = AutoModelForAudioClassification.from_pretrained("{path}").eval()\n'
+            f"waveform = torch.zeros({self.sampling_rate}).numpy()  # one clip, mono, "
+            f"{self.sampling_rate} Hz\n"
+            f"batch = extractor(waveform, sampling_rate={self.sampling_rate}, "
+            'return_tensors="pt")\n'
+            "with torch.no_grad():\n"
+            "    scores = model(**batch).logits.softmax(-1)\n"
+            "print({model.config.id2label[i]: float(s) for i, s in enumerate(scores[0])})\n"
+        )
+
+        def write(folder: Path) -> None:
+            hf.save_pretrained(str(folder))
+            extractor.save_pretrained(str(folder))
+
+        def load(folder: Path) -> Any:
+            from transformers import AutoModelForAudioClassification
+
+            loaded = AutoModelForAudioClassification.from_pretrained(str(folder)).eval()
+
+            def run(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+                mask = batch.get("attention_mask") if masked else None
+                with torch.no_grad():
+                    logits = loaded(batch["input_values"], attention_mask=mask).logits
+                return cast(torch.Tensor, logits)
+
+            return run
+
+        unpadded = None if masked else self._unpadded_check()
+        return HubExport(
+            library="transformers", write=write, load=load, usage=usage, check=unpadded
+        )
+
+    def _unpadded_check(self) -> dict[str, torch.Tensor]:
+        """Clips of one length (no padding): what a model without attention mask is checked
+        on."""
+        length = max(self.min_samples * 4, min(self.sampling_rate // 4, self.max_samples()))
+        values = torch.randn(2, length, generator=torch.Generator().manual_seed(2))
+        return {"input_values": values, "attention_mask": torch.ones_like(values, dtype=torch.long)}
+
 
 # -- building ------------------------------------------------------------------------------------
 
@@ -308,7 +417,16 @@ def _hf_model(name: str, family: str | None, source: str) -> tuple[nn.Module, st
     chosen = _family_of(name, family, {"model_type": config.model_type})
     _, model_cls = _classes(chosen)
     try:
-        model, info = model_cls.from_pretrained(source, output_loading_info=True)
+        model, info = model_cls.from_pretrained(  # a .bin file: tensors only, no pickle
+            source, output_loading_info=True, weights_only=True
+        )
+    except pickle.UnpicklingError as exc:
+        raise ArtifactError(
+            f"{source}: its weights file holds pickled objects other than tensors ("
+            f"{_refused_global(exc)}); Lepton never unpickles them (weights are read "
+            "with weights_only=True, so no code in a weights file runs): use model.safetensors, "
+            "or a .bin that torch.save wrote from a state dict"
+        ) from None
     except Exception as exc:
         raise ArtifactError(f"cannot load the weights of {source!r}: {exc}") from None
     missing = list(info.get("missing_keys", []))
@@ -417,3 +535,9 @@ def build_backbone(
         **preprocessing,
     )
     return backbone
+
+
+def _refused_global(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused (``Unsupported global: builtins.open``)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line for line in lines if "Unsupported" in line), "not a plain state dict")[:200]

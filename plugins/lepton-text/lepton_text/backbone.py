@@ -23,11 +23,13 @@ states (``"mean"``), or the model's own pooler (``"pooler"``, BERT's tanh layer)
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import json
 import logging
-from collections.abc import Mapping
+import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,14 @@ from torch import nn
 
 from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ConfigError
-from lepton_platform.models import Backbone, LayerGroup, LoadReport
+from lepton_platform.models import (
+    Backbone,
+    ExportInputs,
+    ExportUnsupported,
+    HubExport,
+    LayerGroup,
+    LoadReport,
+)
 from lepton_text.preprocess import TextPreprocessor
 
 __all__ = ["POOLINGS", "TextBackbone", "wordpiece_tokenizer"]
@@ -46,6 +55,10 @@ log = logging.getLogger("lepton_text")
 
 POOLINGS = ("cls", "mean", "pooler")
 DEFAULT_MAX_LENGTH = 128
+#: The scale of the near-identity ``tanh`` in an exported classifier head (see
+#: :meth:`TextBackbone.hub_export`): ``tanh(eps * y) / eps`` differs from ``y`` by
+#: ``(eps * y) ** 2 / 3`` of it, below float32 precision for any logit under 100.
+_TANH_EPS = 1e-5
 
 
 def wordpiece_tokenizer(vocab: list[str], *, lower_case: bool = True) -> Tokenizer:
@@ -308,10 +321,17 @@ class TextBackbone(Backbone):
         from transformers import AutoModel, AutoTokenizer
 
         try:
-            model, info = AutoModel.from_pretrained(
-                name, output_loading_info=True, dtype=torch.float32
+            model, info = AutoModel.from_pretrained(  # a .bin file: tensors only, no pickle
+                name, output_loading_info=True, dtype=torch.float32, weights_only=True
             )
             hf_tokenizer = AutoTokenizer.from_pretrained(name)
+        except pickle.UnpicklingError as exc:
+            raise ConfigError(
+                f"{name}: its weights file holds pickled objects other than tensors ("
+                f"{_refused_global(exc)}); Lepton never unpickles them (weights are "
+                "read with weights_only=True, so no code in a weights file runs): use "
+                "model.safetensors, or a .bin that torch.save wrote from a state dict"
+            ) from None
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"could not load the transformers model {name!r}: {exc}. A Hub id needs a network "
@@ -476,9 +496,11 @@ class TextBackbone(Backbone):
     def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """Random token ids (after the special tokens) with a padded tail on all rows but
         the first."""
-        width = min(12, self.max_length)
+        return self._random_batch(batch_size, min(12, self.max_length))
+
+    def _random_batch(self, batch_size: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
         low = min(5, self.tokenizer.get_vocab_size() - 1)
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator().manual_seed(seed)
         input_ids = torch.randint(
             low, self.tokenizer.get_vocab_size(), (batch_size, width), generator=generator
         )
@@ -491,3 +513,215 @@ class TextBackbone(Backbone):
         if self.uses_token_types:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
         return batch
+
+    # -- export (``lepton export``) ----------------------------------------------------------
+
+    def export_inputs(self) -> ExportInputs:
+        """Batch and sequence length are dynamic; the check batch is longer than the example."""
+        example = self.example_batch(2)
+        width = example["input_ids"].shape[1]
+        check = self._random_batch(3, min(width + 7, self.max_length), seed=1)
+        return ExportInputs(
+            example=example,
+            check=check,
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in example},
+        )
+
+    def hub_export(
+        self, classifier: nn.Linear, label_names: Sequence[str], *, multi_label: bool
+    ) -> HubExport:
+        """The Hugging Face format: ``AutoModelForSequenceClassification`` with the label
+        names in its config, and the tokenizer (``AutoTokenizer``), giving the same logits.
+
+        Each transformers class has its own head; this one's features and linear classifier
+        are written into it exactly where the head allows it, and with a near-identity where
+        it does not: ``pooling="pooler"`` is BERT's (and RoBERTa's) own pooler, so the head
+        is the classifier as it is; ``pooling="cls"`` on BERT or RoBERTa goes through their
+        ``tanh`` layer, which gets ``eps`` times the classifier and gives it back scaled by
+        ``1 / eps`` (``eps = 1e-5``: equal to float32 precision); on DistilBERT (a ReLU layer
+        before the classifier) the rows ``W`` and ``-W`` give ``relu(y) - relu(-y) = y``
+        exactly. Mean pooling has no transformers counterpart and is refused."""
+        from transformers import AutoModelForSequenceClassification
+
+        if self.pooling == "mean":
+            raise ExportUnsupported(
+                "this backbone pools by the mean of the token states, which no transformers "
+                "*ForSequenceClassification class does"
+            )
+        names = [str(n) for n in label_names]
+        config: Any = copy.deepcopy(self.model.config)
+        config.num_labels = len(names)
+        config.id2label = dict(enumerate(names))
+        config.label2id = {n: i for i, n in enumerate(names)}
+        config.problem_type = (
+            "multi_label_classification" if multi_label else "single_label_classification"
+        )
+        try:
+            hf: Any = AutoModelForSequenceClassification.from_config(  # type: ignore[no-untyped-call]
+                config, dtype=torch.float32
+            )
+        except ValueError as exc:
+            raise ExportUnsupported(
+                f"transformers has no sequence classification class for {config.model_type!r}"
+            ) from exc
+        hf.eval()
+        missing, unexpected = hf.base_model.load_state_dict(self.model.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("pooler.") for k in missing):
+            raise ExportUnsupported(
+                f"the weights do not fit {type(hf).__name__} (missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]})"
+            )
+        self._fill_head(hf, classifier)
+        tokenizer = self._hf_tokenizer()
+        types = self.uses_token_types
+        usage = (
+            "import torch\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
+            'model = AutoModelForSequenceClassification.from_pretrained("{path}").eval()\n'
+            'batch = tokenizer(["an example"], padding=True, truncation=True, '
+            'return_tensors="pt")\n'
+            "with torch.no_grad():\n"
+            "    logits = model(**batch).logits\n"
+            + ("scores = logits.sigmoid()\n" if multi_label else "scores = logits.softmax(-1)\n")
+            + "print({model.config.id2label[i]: float(s) for i, s in enumerate(scores[0])})\n"
+        )
+
+        def write(folder: Path) -> None:
+            hf.save_pretrained(str(folder))
+            tokenizer.save_pretrained(str(folder))
+
+        def load(folder: Path) -> Any:
+            from transformers import AutoModelForSequenceClassification
+
+            loaded = AutoModelForSequenceClassification.from_pretrained(
+                str(folder), dtype=torch.float32
+            ).eval()
+
+            def run(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+                inputs = {
+                    "input_ids": batch["input_ids"],
+                    "attention_mask": batch["attention_mask"],
+                }
+                if types and "token_type_ids" in batch:
+                    inputs["token_type_ids"] = batch["token_type_ids"]
+                with torch.no_grad():
+                    return _tensor(loaded(**inputs).logits)
+
+            return run
+
+        return HubExport(library="transformers", write=write, load=load, usage=usage)
+
+    def _fill_head(self, hf: Any, classifier: nn.Linear) -> None:
+        """Write the pooling and the linear classifier into a transformers head."""
+        weight = classifier.weight.detach().float()
+        bias = classifier.bias.detach().float() if classifier.bias is not None else None
+        labels, width = weight.shape
+        b = torch.zeros(labels) if bias is None else bias
+        pooler: Any = getattr(hf.base_model, "pooler", None)
+        head: Any = getattr(hf, "classifier", None)
+        with torch.no_grad():
+            if hasattr(hf, "pre_classifier") and isinstance(head, nn.Linear):
+                # DistilBERT: classifier(relu(pre_classifier(h0)))
+                if 2 * labels > width:
+                    raise ExportUnsupported(
+                        f"{labels} labels need {2 * labels} of the {width} hidden units of "
+                        "DistilBERT's pre-classifier layer"
+                    )
+                pre = hf.pre_classifier
+                pre.weight.zero_()
+                pre.bias.zero_()
+                pre.weight[:labels] = weight
+                pre.weight[labels : 2 * labels] = -weight
+                pre.bias[:labels] = b
+                pre.bias[labels : 2 * labels] = -b
+                head.weight.zero_()
+                head.bias.zero_()
+                eye = torch.eye(labels)
+                head.weight[:, :labels] = eye
+                head.weight[:, labels : 2 * labels] = -eye
+            elif isinstance(head, nn.Linear) and pooler is not None:
+                # BERT: classifier(tanh(pooler.dense(h0)))
+                if self.pooling == "pooler":
+                    head.weight.copy_(weight)
+                    head.bias.copy_(b)
+                else:
+                    _near_identity_tanh(pooler.dense, head, weight, b)
+            elif hasattr(head, "dense") and hasattr(head, "out_proj"):
+                # RoBERTa: out_proj(tanh(dense(h0)))
+                if self.pooling == "pooler":
+                    own = getattr(self.model, "pooler", None)
+                    assert own is not None
+                    head.dense.load_state_dict(own.dense.state_dict())
+                    head.out_proj.weight.copy_(weight)
+                    head.out_proj.bias.copy_(b)
+                else:
+                    _near_identity_tanh(head.dense, head.out_proj, weight, b)
+            else:
+                raise ExportUnsupported(
+                    f"Lepton does not know how to fill the classifier head of a {type(hf).__name__}"
+                )
+
+    def _hf_tokenizer(self) -> Any:
+        """The tokenizer as a transformers fast tokenizer (``AutoTokenizer`` loads it)."""
+        from transformers import PreTrainedTokenizerFast
+
+        backend = Tokenizer.from_str(self.tokenizer.to_str())
+        backend.no_padding()
+        backend.no_truncation()
+        special: dict[str, str] = {}
+        pad = backend.id_to_token(self.pad_token_id)
+        if pad is not None:
+            special["pad_token"] = pad
+        for key, candidates in (
+            ("unk_token", ("[UNK]", "<unk>")),
+            ("cls_token", ("[CLS]", "<s>")),
+            ("sep_token", ("[SEP]", "</s>")),
+            ("mask_token", ("[MASK]", "<mask>")),
+        ):
+            found = next((t for t in candidates if backend.token_to_id(t) is not None), None)
+            if found is not None:
+                special[key] = found
+        inputs = ["input_ids", "attention_mask"]
+        if self.uses_token_types:
+            inputs.insert(1, "token_type_ids")
+        return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+            tokenizer_object=backend,
+            model_max_length=self.max_length,
+            padding_side="right",
+            truncation_side="right",
+            model_input_names=inputs,
+            **special,
+        )
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    """``value`` typed as a tensor (transformers' outputs are untyped)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(value).__name__}")
+    return value
+
+
+def _near_identity_tanh(
+    dense: nn.Linear, out: nn.Linear, weight: torch.Tensor, bias: torch.Tensor
+) -> None:
+    """``out(tanh(dense(h)))`` made equal to ``weight @ h + bias`` to float32 precision: the
+    first rows of ``dense`` compute ``eps * y`` and ``out`` scales them back by ``1 / eps``."""
+    labels = weight.shape[0]
+    if labels > dense.out_features:
+        raise ExportUnsupported(
+            f"{labels} labels do not fit the {dense.out_features} units of the tanh layer"
+        )
+    dense.weight.zero_()
+    dense.bias.zero_()
+    dense.weight[:labels] = _TANH_EPS * weight
+    dense.bias[:labels] = _TANH_EPS * bias
+    out.weight.zero_()
+    out.bias.zero_()
+    out.weight[:, :labels] = torch.eye(labels) / _TANH_EPS
+
+
+def _refused_global(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused (``Unsupported global: builtins.open``)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line for line in lines if "Unsupported" in line), "not a plain state dict")[:200]
