@@ -154,6 +154,7 @@ def lepton_strategies() -> list[StrategySpec]:
             parameters={"train_head": "fit the head by a linear probe after adapting"},
         ),
         *_adaptation_strategies(),
+        *_efficient_strategies(),
     ]
 
 
@@ -247,6 +248,117 @@ def _adaptation_strategies() -> list[StrategySpec]:
                 "threshold": "top probability a target prediction needs to become a label",
                 "rounds": "rounds of relabelling (each trains the configured epochs)",
                 "validator": "label-free epoch choice on the target: snd or none (last epoch)",
+            },
+        ),
+    ]
+
+
+# -- parameter-efficient transfer (peft) and knowledge distillation ----------------------------
+
+_EFFICIENT = {
+    "groups": "layer groups whose layers train (default: all but the input-side one)",
+    "lr": "learning rate of what trains (default: train.lr)",
+    "head_lr": "learning rate of the head (default: lr)",
+    "layer_decay": _LAYER_DECAY,
+    "probe": "fit the head by a linear probe first (LP-FT)",
+    "alphas": "WiSE-FT: interpolation weights swept on validation (needs probe)",
+}
+_PEFT = {
+    "target_modules": "module-name patterns relative to the backbone (default: every Linear "
+    "and Conv2d of the groups)",
+    "save_adapter": "keep the adapter alone in peft's format beside the merged weights",
+}
+
+
+def _load_teacher(folder: str) -> Any:
+    """A saved Lepton model as a distillation teacher, through the application layer."""
+    from lepton_platform.api.predictor import load
+    from lepton_platform.strategies.distill import Teacher
+
+    predictor = load(folder)
+    return Teacher(
+        model=predictor.model,
+        label_names=list(predictor.label_names),
+        source=str(folder),
+        domain=str(predictor.manifest["domain"]["name"]),
+    )
+
+
+def _backbone_domain(backbone: Any) -> str | None:
+    """The registered domain of a backbone built from the registry (``None``: unknown)."""
+    from lepton_platform.errors import UnknownNameError
+    from lepton_platform.registry import get_backbone
+
+    if not backbone.registered_name:
+        return None
+    try:
+        return get_backbone(backbone.registered_name).domain
+    except UnknownNameError:
+        return None
+
+
+def _distill(**params: Any) -> Any:
+    """``distill``, handed the services that load a teacher folder."""
+    from lepton_platform.registry import check_options
+    from lepton_platform.specs import signature_options
+    from lepton_platform.strategies.distill import Distill, DistillServices
+
+    accepted = [o for o in signature_options(Distill) or [] if o != "services"]
+    check_options("strategy 'distill'", accepted, params)
+    return Distill(**params, services=DistillServices(_load_teacher, _backbone_domain))
+
+
+def _efficient_strategies() -> list[StrategySpec]:
+    return [
+        StrategySpec(
+            name="lora",
+            factory=_strategy("adapters", "LoRA"),
+            description="Low-rank adapters (peft) on the backbone's layers, merged after training",
+            paper="Hu et al. 2022",
+            parameters={
+                "rank": "rank r of each low-rank update",
+                "alpha": "scaling: the update is (alpha / rank) * B A",
+                "dropout": "dropout on the adapter's input",
+                **_PEFT,
+                **_EFFICIENT,
+            },
+        ),
+        StrategySpec(
+            name="ia3",
+            factory=_strategy("adapters", "IA3"),
+            description="Learned rescaling vectors (peft) on the backbone's layers, merged after",
+            paper="Liu et al. 2022",
+            parameters={
+                **_PEFT,
+                "feedforward_modules": "patterns of adapted modules whose inputs are rescaled "
+                "(default: none; outputs are)",
+                **_EFFICIENT,
+            },
+        ),
+        StrategySpec(
+            name="bitfit",
+            factory=_strategy("adapters", "BitFit"),
+            description="Only the backbone's bias terms train, with the head",
+            paper="Ben Zaken et al. 2022",
+            parameters={
+                **_EFFICIENT,
+                "groups": "layer groups whose biases train (default: all)",
+            },
+        ),
+        StrategySpec(
+            name="distill",
+            factory=_distill,
+            description="Knowledge distillation from a teacher model into this backbone",
+            paper="Hinton et al. 2015",
+            parameters={
+                "teacher": "the teacher's Lepton model folder (default: the backbone's source "
+                "model, head included)",
+                "weight": "w in (1 - w) * CE + w * T^2 * KL",
+                "temperature": "softmax temperature T of teacher and student",
+                "feature_weight": "weight of the pooled-feature term through a learned "
+                "projection (0: off)",
+                "lr": "learning rate of the student (default: train.lr)",
+                "layer_decay": _LAYER_DECAY,
             },
         ),
     ]

@@ -126,3 +126,44 @@ def test_lepton_compare_under_accelerate_launch_matches_one_process(tmp_path: Pa
     assert [(r["name"], r["state"], r["kind"]) for r in listed] == [
         ("cfg-compare", "finished", "compare")
     ]
+
+
+LORA = """\
+domain: tabular
+data:
+  sources: [data.csv]
+  split: {validation: 0.2, test: 0.2, seed: 0}
+backbone:
+  name: mlp
+  options: {num_features: 3, hidden: [16, 16], dropout: 0.0}
+  pretrained: runs/source/model
+strategy: {name: lora, params: {rank: 2}}
+train: {epochs: 3, lr: 0.05, batch_size: 16}
+evaluation: {bootstrap: 50}
+"""
+
+
+def test_lora_under_accelerate_launch_matches_one_process(tmp_path: Path) -> None:
+    """peft's adapters under DDP: the same losses and metrics as one process, the merged
+    model and the adapter saved once, by the main process."""
+    single, double = tmp_path / "one", tmp_path / "two"
+    for folder in (single, double):
+        folder.mkdir()
+        write_problem(folder)
+        source = CONFIG.replace("hidden: [16]", "hidden: [16, 16]")
+        (folder / "source.yaml").write_text(source, encoding="utf-8")
+        ok(one_process(folder, "run", "source.yaml", "--quiet"))
+        (folder / "lora.yaml").write_text(LORA, encoding="utf-8")
+    ok(one_process(single, "run", "lora.yaml", "--quiet"))
+    ok(two_processes(double, 29545, "run", "lora.yaml", "--quiet"))
+    a, b = result(single, "lora"), result(double, "lora")
+    assert a["details"]["adapted_modules"] == b["details"]["adapted_modules"] == ["blocks.1.0"]
+    assert b["details"]["trainable_parameters"] < b["details"]["backbone_parameters"]
+    for x, y in zip(a["history"], b["history"], strict=True):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-5)
+    assert a["metrics"]["test"]["accuracy"] == pytest.approx(b["metrics"]["test"]["accuracy"])
+    model = double / "runs" / "lora" / "model"
+    assert (model / "model.safetensors").is_file()
+    assert (model / "adapter" / "adapter_model.safetensors").is_file()
+    status = json.loads((double / "runs" / "lora" / "status.json").read_text())
+    assert status["state"] == "finished"

@@ -10,7 +10,14 @@ its own split, the same for every row); the table reports the headline metric on
   given, ``source-only`` (that model applied to the target as it is);
 - the **controls**: a strategy that declares one (:meth:`Strategy.control`, an adaptation's
   alignment switched off) gets a row trained the same way without the part under test, so a
-  gain can be credited to that part rather than to the extra training.
+  gain can be credited to that part rather than to the extra training;
+- the **teachers**: a ``distill`` row whose teacher is a model folder gets that teacher beside
+  it (kind ``reference``: applied to the test split as it is, never judged by the guard), and
+  the student's paired difference against it: the accuracy it keeps.
+
+Each row also reports its size (parameters, how many trained, megabytes) and its prediction
+speed on the test split (examples per second, prepared inputs, the evaluation batch size), so
+that a small student stands beside its teacher and an adapter beside full fine-tuning.
 
 **The guard** compares each strategy with each baseline (and with its control) on the same
 test rows: the difference of the headline metric, oriented so that positive is better, with a
@@ -63,7 +70,7 @@ SCRATCH = "scratch"
 SOURCE_ONLY = "source-only"
 BASELINES = (SCRATCH, SOURCE_ONLY)
 #: The kinds of row, in the order of the table.
-KINDS = ("strategy", "control", "baseline")
+KINDS = ("strategy", "control", "reference", "baseline")
 PREDICTIONS = "test-predictions.npz"
 
 
@@ -237,6 +244,8 @@ class ComparisonRow:
     strategy: str = ""
     runs: list[dict[str, Any]] = field(default_factory=list)
     control: str | None = None
+    #: The ``reference`` row of this row's teacher (``distill`` from a model folder).
+    teacher: str | None = None
     differences: dict[str, Difference] = field(default_factory=dict)
 
     def values(self, key: str, split: str = "test") -> list[float]:
@@ -266,6 +275,30 @@ class ComparisonRow:
     def memory_added_mb(self) -> float:
         """How far memory rose while this row trained (its own footprint; max over seeds)."""
         return max((r.get("memory_added_mb") or 0.0 for r in self.runs), default=math.nan)
+
+    def _mean_of(self, values: Sequence[Any]) -> float:
+        kept = [float(v) for v in values if isinstance(v, int | float) and v is not None]
+        return statistics.fmean(kept) if kept else math.nan
+
+    @property
+    def parameters(self) -> float:
+        """The model's parameter count (mean over seeds)."""
+        return self._mean_of([(r.get("parameters") or {}).get("model") for r in self.runs])
+
+    @property
+    def trainable(self) -> float:
+        """How many parameters trained (mean over seeds)."""
+        return self._mean_of([(r.get("parameters") or {}).get("trainable") for r in self.runs])
+
+    @property
+    def model_size_mb(self) -> float:
+        return self._mean_of([r.get("model_size_mb") for r in self.runs])
+
+    @property
+    def examples_per_second(self) -> float:
+        """Prediction speed on the test split (mean over seeds)."""
+        speeds = [(r.get("prediction") or {}).get("examples_per_second") for r in self.runs]
+        return self._mean_of(speeds)
 
     def predictions(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{seed: (logits, labels)}`` of the test split, for the seeds that kept them."""
@@ -326,11 +359,16 @@ class Comparison:
                     "strategy": r.strategy,
                     "params": r.params,
                     "control": r.control,
+                    "teacher": r.teacher,
                     "mean": _finite_or_none(r.mean(self.key)),
                     "std": _finite_or_none(r.std(self.key)),
                     "seconds": _finite_or_none(r.seconds),
                     "peak_memory_mb": _finite_or_none(r.peak_memory_mb),
                     "memory_added_mb": _finite_or_none(r.memory_added_mb),
+                    "parameters": _finite_or_none(r.parameters),
+                    "trainable": _finite_or_none(r.trainable),
+                    "model_size_mb": _finite_or_none(r.model_size_mb),
+                    "examples_per_second": _finite_or_none(r.examples_per_second),
                     "differences": {k: d.to_json() for k, d in r.differences.items()},
                     "runs": [
                         {k: v for k, v in run.items() if k != "predictions"} for run in r.runs
@@ -344,25 +382,31 @@ class Comparison:
         }
 
     def to_markdown(self) -> str:
-        against = [*self.baselines, *(["control"] if any(r.control for r in self.rows) else [])]
+        against = [
+            *self.baselines,
+            *(["control"] if any(r.control for r in self.rows) else []),
+            *(["teacher"] if any(r.teacher for r in self.rows) else []),
+        ]
         lines = [
             "| row | "
             + f"{self.key} (mean ± std over {len(self.seeds)} seeds) | "
             + "".join(f"Δ vs {name} [95% CI] | " for name in against)
-            + "time (s) | memory added (MB) |",
-            "| --- | --- | " + "--- | " * len(against) + "--- | --- |",
+            + "time (s) | memory added (MB) | parameters (trained) | size (MB) | "
+            + "predict (examples/s) |",
+            "| --- | --- | " + "--- | " * len(against) + "--- | --- | --- | --- | --- |",
         ]
         for r in self.rows:
             label = f"{r.name} ({r.kind})" if r.kind != "strategy" else r.name
             cells = []
             for name in against:
-                key = r.control if name == "control" else name
+                key = {"control": r.control, "teacher": r.teacher}.get(name, name)
                 diff = r.differences.get(key) if key else None
                 cells.append(str(diff) if diff is not None else "")
             lines.append(
                 f"| {label} | {r.mean(self.key):.4f} ± {r.std(self.key):.4f} | "
                 + "".join(f"{c} | " for c in cells)
-                + f"{r.seconds:.1f} | {r.memory_added_mb:.0f} |"
+                + f"{r.seconds:.1f} | {r.memory_added_mb:.0f} | {_count(r)} | "
+                + f"{_number(r.model_size_mb, '.1f')} | {_number(r.examples_per_second, '.0f')} |"
             )
         out = "\n".join(lines)
         out += (
@@ -378,6 +422,21 @@ class Comparison:
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _number(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else ""
+
+
+def _count(row: ComparisonRow) -> str:
+    """``22.7M (1.5%)``: the row's parameters and the share that trained."""
+    if not math.isfinite(row.parameters):
+        return ""
+    shown = f"{row.parameters / 1e6:.2f}M"
+    if math.isfinite(row.trainable) and row.kind != "reference":
+        share = row.trainable / max(row.parameters, 1)
+        shown += f" ({share:.2%})" if share >= 0.001 or share == 0 else f" ({share:.4%})"
+    return shown
 
 
 def guard(comparison: Comparison) -> list[str]:
@@ -588,6 +647,8 @@ def compare(
         if SOURCE_ONLY in chosen_baselines
         else None
     )
+    teachers = _teachers(plan)
+    batch_size = base_train.eval_batch_size or base_train.batch_size
 
     def folder_of(label: str, seed: int) -> Path | None:
         return out / slug(label) / f"seed-{seed}" if out else None
@@ -644,9 +705,12 @@ def compare(
             item.row.runs.append(run)
         if source_row is not None:
             assert source_model is not None
-            source_row.runs.append(_source_only(source_model, bundle, seed, metrics))
+            source_row.runs.append(_applied(source_model, bundle, seed, metrics, batch_size))
+        for teacher_row, folder in teachers:
+            teacher_row.runs.append(_applied(folder, bundle, seed, metrics, batch_size))
 
     rows = [p.row for p in plan if p.row.kind != "baseline"]
+    rows += [row for row, _ in teachers]
     rows += [p.row for p in plan if p.row.kind == "baseline"]
     rows += [source_row] if source_row is not None else []
     if headline is None or task is None:  # every row was finished earlier: rebuild the names
@@ -669,6 +733,8 @@ def compare(
         others = [b for b in baseline_rows if b is not table_row]
         if table_row.control:
             others.append(comparison.row(table_row.control))
+        if table_row.teacher:
+            others.append(comparison.row(table_row.teacher))
         for other in others:
             diff = paired_difference(
                 headline,
@@ -788,6 +854,9 @@ def _row_run(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
         "seconds": result.get("seconds"),
         "peak_memory_mb": result.get("peak_memory_mb"),
         "memory_added_mb": result.get("memory_added_mb"),
+        "parameters": result.get("parameters", {}),
+        "model_size_mb": result.get("model_size_mb"),
+        "prediction": result.get("prediction", {}),
         "details": result.get("details", {}),
         "history": result.get("history", []),
         "headline": [headline.get("metric"), headline.get("key"), headline.get("higher_is_better")],
@@ -833,22 +902,62 @@ def _source_predictor(source_model: str | Path, bundle: DataBundle) -> Any:
     return predictor
 
 
-def _source_only(
-    source_model: str | Path, bundle: DataBundle, seed: int, metrics: Sequence[str] | None
+def _teachers(plan: Sequence[_Planned]) -> list[tuple[ComparisonRow, str]]:
+    """A ``reference`` row for each teacher folder of the ``distill`` rows (one per folder),
+    each distill row (its control too: the student without the teacher) pointed at it."""
+    from lepton_platform.api.job import resolve_strategy
+    from lepton_platform.strategies.distill import Distill
+
+    found: dict[str, ComparisonRow] = {}
+    for item in plan:
+        strategy = resolve_strategy(item.strategy, item.params)
+        if not isinstance(strategy, Distill) or strategy.teacher_folder is None:
+            continue
+        folder = str(Path(strategy.teacher_folder).expanduser().absolute())
+        if folder not in found:
+            label = "teacher" if not found else f"teacher-{len(found) + 1}"
+            found[folder] = ComparisonRow(label, "reference", {"model": folder}, "teacher")
+        item.row.teacher = found[folder].name
+    taken = {p.row.name for p in plan}
+    clash = [row.name for row in found.values() if row.name in taken]
+    if clash:
+        raise ConfigError(
+            f"compare: the row label(s) {clash} are those of the distillation teachers' rows; "
+            "give those rows other labels"
+        )
+    return [(row, folder) for folder, row in found.items()]
+
+
+def _applied(
+    folder: str | Path,
+    bundle: DataBundle,
+    seed: int,
+    metrics: Sequence[str] | None,
+    batch_size: int,
 ) -> dict[str, Any]:
-    """The source model applied to the target's test split as it is."""
+    """A saved model (the source model, a teacher) applied to the target's test split as it
+    is: its metrics, size and prediction speed, measured as a trained row's are (prepared
+    inputs, the evaluation batch size, the one prediction function)."""
     import time
 
     from lepton_platform._memory import PeakMemory
     from lepton_platform.api.job import resolve_metrics
+    from lepton_platform.api.transfer import parameter_counts, prediction_speed, size_mb
+    from lepton_platform.data import prepare
     from lepton_platform.engine.evaluate import compute_metrics
+    from lepton_platform.engine.predict import predict
 
     with PeakMemory() as memory:
         started = time.perf_counter()
-        predictor = _source_predictor(source_model, bundle)
-        logits, labels = predictor.logits_dataset(bundle.test)
-        if labels is None:
-            raise ConfigError("the source-only baseline needs a labelled test split")
+        predictor = _source_predictor(folder, bundle)
+        if "label" not in bundle.test.column_names:
+            raise ConfigError(f"applying {folder} to the target needs a labelled test split")
+        prepared = prepare(bundle.test, predictor.preprocessor, desc="preprocess (test)")
+        timed = time.perf_counter()
+        out = predict(predictor.model, prepared, predictor.preprocessor, batch_size=batch_size)
+        seconds = time.perf_counter() - timed
+        assert out.labels is not None
+        logits, labels = out.outputs, out.labels
         resolved = resolve_metrics(metrics, predictor.task)
         values = {"test": compute_metrics(predictor.task, logits, labels, resolved)}
     return {
@@ -858,5 +967,8 @@ def _source_only(
         "peak_memory_mb": memory.peak_mb,
         "memory_added_mb": memory.added_mb,
         "details": {},
+        "parameters": parameter_counts(predictor.model, trainable=0),
+        "model_size_mb": size_mb(predictor.model),
+        "prediction": prediction_speed(predictor.model, "test", len(labels), seconds, batch_size),
         "predictions": (logits, labels),
     }
