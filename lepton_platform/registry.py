@@ -110,14 +110,39 @@ def list_backbones(pattern: str | None = None, **filters: Any) -> list[BackboneS
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The backbone spec called ``name``."""
-    return _get("backbone", BackboneSpec, name)
+    """The backbone spec called ``name``; ``<spec>/<value>`` names the spec of a backbone whose
+    ``name_option`` the value sets (``timm/convnext_tiny``: the ``timm`` spec)."""
+    return _named_backbone(name)[0]
+
+
+def _named_backbone(name: str) -> tuple[BackboneSpec, dict[str, Any]]:
+    """The spec a backbone name resolves to, and the option the name sets."""
+    if "/" not in name:
+        return _get("backbone", BackboneSpec, name), {}
+    prefix, value = name.split("/", 1)
+    spec = _get("backbone", BackboneSpec, prefix)
+    if spec.name_option is None:
+        raise ConfigError(f"backbone {name!r}: {prefix!r} does not take a name after '/'")
+    if not value:
+        raise ConfigError(
+            f"backbone {name!r}: give the {spec.name_option} after '/' "
+            f"({prefix}/<{spec.name_option}>)"
+        )
+    return spec, {spec.name_option: value}
 
 
 def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a backbone, e.g. ``create_backbone("resnet18", pretrained=None)``; it records the
-    name it was built under (``registered_name``)."""
-    backbone = cast("Backbone", _create("backbone", get_backbone(name), options))
+    """Build a backbone, e.g. ``create_backbone("resnet18", pretrained=None)`` or
+    ``create_backbone("timm/convnext_tiny")``; it records the name it was built under
+    (``registered_name``)."""
+    spec, named = _named_backbone(name)
+    for key, value in named.items():
+        if key in options and options[key] != value:
+            raise ConfigError(
+                f"backbone {name!r} sets {key}={value!r}, but the options give "
+                f"{key}={options[key]!r}; give one of them"
+            )
+    backbone = cast("Backbone", _create("backbone", spec, {**options, **named}))
     with contextlib.suppress(AttributeError):
         backbone.registered_name = name
     return backbone

@@ -212,7 +212,7 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-Tracker = Literal["tensorboard", "mlflow"]
+Tracker = Literal["tensorboard", "mlflow", "wandb"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,13 +255,18 @@ class TrainConfig(Settings):
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = setting(
         "no", "no, fp16, bf16, or auto (bf16 on a GPU that supports it, else full precision)"
     )
-    matmul_precision: Literal["highest", "high", "medium"] = setting(
+    matmul_precision: Literal["auto", "highest", "high", "medium"] = setting(
+        "auto",
+        "torch.set_float32_matmul_precision while training; auto: medium on a CPU where a "
+        "start-up probe shows it faster at float32-level error, high (TF32) on a GPU, else "
         "highest",
-        "torch.set_float32_matmul_precision while training (medium: faster, less exact)",
     )
-    channels_last: bool = setting(
-        False, "store 4-d weights and inputs channels-last (faster convolutions on some hardware)"
+    channels_last: bool | Literal["auto"] = setting(
+        "auto",
+        "store 4-d weights and inputs channels-last; auto: for convolutional models, the "
+        "layout a short timed probe finds faster (remembered per model, input shape, machine)",
     )
+    compile: bool = setting(False, "train through torch.compile (pays a compile at the start)")
     early_stopping_patience: int | None = setting(
         None, "stop after this many epochs without a better validation score", ge=1
     )
@@ -289,8 +294,16 @@ class TrainConfig(Settings):
     )
     progress: bool = setting(True, "show progress bars", resumable=True)
     trackers: tuple[Tracker, ...] | Literal["auto"] = setting(
-        "auto",
-        "experiment trackers: auto (TensorBoard and MLflow when installed), or a list",
+        (),
+        "experiment trackers to switch on: tensorboard, mlflow, wandb (none by default; auto: "
+        "those installed); MLflow logs into the run folder unless MLFLOW_TRACKING_URI is set, "
+        "wandb offline into it unless WANDB_MODE is set",
+        resumable=True,
+    )
+    keep_checkpoints_after_run: bool = setting(
+        False,
+        "keep the optimiser state and mid-run checkpoints once the run has finished (they are "
+        "removed by default: the model folder holds the trained model)",
         resumable=True,
     )
     sampler: Literal["shuffle", "balanced"] = setting(
@@ -306,7 +319,9 @@ class TrainConfig(Settings):
 @dataclass(frozen=True)
 class SplitConfig(Settings):
     """How to split data that comes without (some of) its splits: seeded, stratified, and
-    group-aware when a ``group`` column exists (no group in two splits)."""
+    group-aware when a ``group`` column exists (no group in two splits). ``test=0`` makes
+    train and validation only, for runs whose test data come from elsewhere (the test split
+    is then empty and nothing is evaluated on it)."""
 
     section_help: ClassVar[str] = "How data without splits is split (seeded, stratified)."
     error_prefix: ClassVar[str] = "split"
@@ -316,8 +331,8 @@ class SplitConfig(Settings):
         message="must be a fraction between 0 and 1",
     )  # fmt: skip
     test: float = setting(
-        0.15, "share of the rows for test", gt=0, lt=1,
-        message="must be a fraction between 0 and 1",
+        0.15, "share of the rows for test (0: train and validation only, no test split)",
+        ge=0, lt=1, message="must be a fraction from 0 (no test split) up to 1",
     )  # fmt: skip
     seed: int = setting(0, "seed of the split", ge=0)
     stratify: bool = setting(True, "keep the class proportions in every split")

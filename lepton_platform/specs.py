@@ -273,6 +273,13 @@ class BackboneSpec(_FactorySpec):
             "options that build a tiny, fast version on CPU (the conformance kit uses them)"
         ),
     )
+    name_option: str | None = field(
+        default=None,
+        metadata=_doc(
+            "the option that a name `<this name>/<value>` sets (`timm/convnext_tiny` builds "
+            "`timm` with `model: convnext_tiny`); `None`: no such names"
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -283,6 +290,13 @@ class BackboneSpec(_FactorySpec):
         found = super().problems()
         if not isinstance(self.domain, str) or not self.domain:
             found.append(f"backbone {self.name!r}: domain must be a non-empty string")
+        if self.name_option is not None and not (
+            isinstance(self.name_option, str) and self.name_option in (self.options or {})
+        ):
+            found.append(
+                f"backbone {self.name!r}: name_option {self.name_option!r} must be one of its "
+                "options"
+            )
         if not isinstance(self.tiny_options, Mapping):
             found.append(f"backbone {self.name!r}: tiny_options must be a mapping")
         return found

@@ -95,7 +95,7 @@ def test_unknown_keys_suggest_the_closest(tmp_path: Path, data_csv: Path) -> Non
     message = errors_of(write(tmp_path, GOOD.replace("lr: 0.01", "lrate: 0.01")))
     assert "train.lrate: unknown key; did you mean 'lr'?" in message
     message = errors_of(write(tmp_path, GOOD + "evalution: {bootstrap: 0}\n"))
-    assert "evalution: unknown key; did you mean 'evaluation'?" in message
+    assert "evalution: unknown key; did you mean 'evaluation'" in message
 
 
 def test_wrong_types_name_the_key_and_value(tmp_path: Path, data_csv: Path) -> None:

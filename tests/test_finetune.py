@@ -291,3 +291,30 @@ def test_loader_workers_do_not_change_the_numbers() -> None:
     _, inline = fit(TrainConfig(epochs=1, **FAST), dropout=0.1)
     _, workers = fit(TrainConfig(epochs=1, num_workers=1, **FAST), dropout=0.1)
     assert workers.history == inline.history
+
+
+def test_checkpoints_hold_the_weights_of_their_step_while_written_in_the_background(
+    tmp_path: Path,
+) -> None:
+    """Training goes on while a checkpoint's tensors are written: each checkpoint must hold
+    the weights of its own step, not later ones, and the run reports what checkpoints cost."""
+    snapshots: dict[int, torch.Tensor] = {}
+
+    class Snapshot(Callback):
+        def on_step_end(self, trainer: Trainer, step: int, logs: Any) -> None:
+            snapshots[step] = trainer.model.head.weight.detach().clone()
+
+    config = TrainConfig(epochs=2, checkpoint_every_steps=2, keep_checkpoints=None, **FAST)
+    _, result = fit(config, out=tmp_path, callbacks=[Snapshot()])
+    from lepton_platform.engine import checkpoint as ckpt
+
+    written = ckpt.list_checkpoints(tmp_path / "checkpoints")
+    assert len(written) >= 4
+    for path in written:
+        ckpt.verify_checkpoint(path)  # complete, every file's checksum right
+        step = int(path.name.split("-")[1])
+        tensors, _ = ckpt.read_tensors(path / "model.safetensors")
+        assert torch.equal(tensors["head.weight"], snapshots[step]), path.name
+    assert not torch.equal(snapshots[2], snapshots[max(snapshots)])  # the weights did move
+    assert result.checkpoint_s > 0 and result.checkpoint_write_s > 0
+    assert result.to_json()["checkpoint_write_s"] == result.checkpoint_write_s

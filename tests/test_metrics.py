@@ -72,6 +72,12 @@ def test_modules_ship_inside_the_package_and_load_once() -> None:
 def test_accuracy_and_balanced_accuracy_match_sklearn() -> None:
     acc = lp.create_metric("accuracy").compute(predictions=PREDS, references=REFS)
     assert acc["accuracy"] == pytest.approx(skm.accuracy_score(REFS, PREDS))
+    weights = np.linspace(0.1, 2.0, len(REFS))
+    weighted = lp.create_metric("accuracy").compute(
+        predictions=PREDS, references=REFS, sample_weight=weights
+    )
+    expected = skm.accuracy_score(REFS, PREDS, sample_weight=weights)
+    assert weighted["accuracy"] == pytest.approx(expected) != acc["accuracy"]
     refs, preds = [0, 0, 0, 0, 1, 1, 2], [0, 0, 0, 0, 0, 1, 1]  # imbalanced
     bal = lp.create_metric("balanced-accuracy").compute(predictions=preds, references=refs)
     assert bal["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(refs, preds))

@@ -273,6 +273,33 @@ def test_a_shadowing_slow_noisy_or_exiting_plugin_is_contained_and_named(
     assert found["lepton-text"]["status"] == "ok"  # the rest load
 
 
+def test_a_config_chooses_the_provider_of_a_contested_name(
+    lepton_fake_site: FakeSite, tmp_path: Path
+) -> None:
+    from lepton_platform._host import set_host
+    from lepton_platform.api.config import load_config
+
+    lepton_fake_site.add("aaa-shadow", {"shadow": "aaa_shadow"}, {"aaa_shadow.py": SHADOW})
+    config = "domain: image\ndata: {sources: [imgs]}\nbackbone: resnet18\n"
+    (tmp_path / "imgs").mkdir()
+    plain, chosen = tmp_path / "plain.yaml", tmp_path / "chosen.yaml"
+    plain.write_text(config)
+    chosen.write_text(config + "plugins: {prefer: [lepton-image]}\n")
+    previous = set_host(PluginHost(environ={}))
+    try:
+        with pytest.raises(LeptonError, match=r"provided by both .*LEPTON_PREFER"):
+            load_config(plain)
+        load_config(chosen)  # the names are checked after the choice
+        spec = lp.get_backbone("resnet18")
+        assert spec.provider.distribution == "lepton-image"  # type: ignore[union-attr]
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(config + "plugins: {prefer: ['backbone:resnet18=']}\n")
+        with pytest.raises(ConfigError, match=r"plugins\.prefer: .*malformed"):
+            load_config(bad)
+    finally:
+        set_host(previous)
+
+
 # -- 5. run folders: stale locks, dead holders, what a kill left ----------------------------------
 
 

@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             backbone_options=BACKBONE_OPTIONS,
             pretrained=str(source_model),
             train=target_train,
-            bootstrap=0,
+            bootstrap=1000,  # the guard's paired intervals
         )
         results[budget] = comparison.to_json()
         print(f"\n### {budget} labelled example(s) per class\n")

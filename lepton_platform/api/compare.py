@@ -174,11 +174,16 @@ def paired_difference(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    cache: dict[tuple[Any, ...], np.ndarray] | None = None,
 ) -> Difference | None:
     """The oriented difference of ``metric`` between two rows' test predictions (``{seed:
     (logits, labels)}``) over the seeds both have, with its interval: each resample draws the
     seeds with replacement and, for each seed drawn, test rows with replacement, the same rows
-    for both sides (paired). ``None`` when the rows share no seed."""
+    for both sides (paired). ``None`` when the rows share no seed.
+
+    The resampled rows depend only on ``seed``, the seeds in common and the test size, so a
+    row's metric values on them are the same against every other row: ``cache`` (a dict kept
+    across calls on the same predictions) computes them once per row."""
     import numpy as np
 
     from lepton_platform.engine.evaluate import bootstrap_values
@@ -207,9 +212,17 @@ def paired_difference(
             )
         )
         indices = [rng.integers(0, n, size=n) for _ in range(resamples)]
-        a = bootstrap_values(metric, task, logits_a, labels_a, indices)
-        b = bootstrap_values(metric, task, logits_b, labels_b, indices)
-        draws.append(sign * (a - b))
+        sides = []
+        for logits, labels in ((logits_a, labels_a), (logits_b, labels_b)):
+            key = (id(logits), seed, tuple(common), s, n, resamples)
+            if cache is None or key not in cache:
+                computed = bootstrap_values(metric, task, logits, labels, indices)
+                if cache is None:
+                    sides.append(computed)
+                    continue
+                cache[key] = computed
+            sides.append(cache[key])
+        draws.append(sign * (sides[0] - sides[1]))
     table = np.stack(draws)  # (seeds, resamples)
     picks = rng.integers(0, len(common), size=(resamples, len(common)))
     combined = np.nanmean(table[picks, np.arange(resamples)[:, None]], axis=1)
@@ -729,6 +742,7 @@ def compare(
     )
     say("paired differences")
     baseline_rows = [r for r in rows if r.kind == "baseline"]
+    resampled: dict[tuple[Any, ...], np.ndarray] = {}  # each row's values, computed once
     for table_row in rows:
         others = [b for b in baseline_rows if b is not table_row]
         if table_row.control:
@@ -744,6 +758,7 @@ def compare(
                 against=other.name,
                 resamples=resamples,
                 seed=seeds[0],
+                cache=resampled,
             )
             if diff is not None:
                 table_row.differences[other.name] = diff

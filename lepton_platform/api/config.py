@@ -384,6 +384,17 @@ class SearchSection(Section):
     )
 
 
+class PluginsSection(Section):
+    """Which plugins provide what: a choice between distributions that register one name."""
+
+    prefer: list[str] = Field(
+        default_factory=list,
+        description="the distribution that provides a name several provide, as LEPTON_PREFER: "
+        "a distribution (lepton-image), or KIND:NAME=DISTRIBUTION "
+        "(backbone:resnet18=lepton-image); added to LEPTON_PREFER's entries",
+    )
+
+
 class RunConfig(Section):
     """A whole run. Build it with :func:`load_config` (YAML) or :meth:`from_transfer_kwargs`
     (the Python API's arguments); :meth:`to_transfer_kwargs` goes back."""
@@ -399,6 +410,7 @@ class RunConfig(Section):
         "output",
         "compare",
         "search",
+        "plugins",
     )
 
     domain: DomainSection = Field(description="the target domain (a name, or name + options)")
@@ -419,6 +431,27 @@ class RunConfig(Section):
     search: SearchSection = Field(
         default_factory=SearchSection, description="settings of `lepton tune`"
     )
+    plugins: PluginsSection = Field(
+        default_factory=PluginsSection, description="which plugin provides a contested name"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prefer(cls, data: Any) -> Any:
+        """Apply ``plugins.prefer`` before the names are checked (they may depend on it)."""
+        plugins = data.get("plugins") if isinstance(data, Mapping) else None
+        prefer = plugins.get("prefer") if isinstance(plugins, Mapping) else None
+        if prefer:
+            from lepton_platform._host import get_host
+
+            if isinstance(prefer, str):
+                prefer = [prefer]
+            env = os.environ.get("LEPTON_PREFER", "")
+            try:
+                get_host().prefer([*env.split(","), *map(str, prefer)])
+            except LeptonError as exc:
+                raise ConfigError(f"plugins.prefer: {exc}") from exc
+        return data
 
     @model_validator(mode="after")
     def _registered(self) -> RunConfig:
@@ -620,39 +653,53 @@ def _config_sources(key: str, value: Any) -> list[Any]:
 # ----------------------------------------------------------------------------- registry checks
 
 
-def check_names(key: str, kind: str, names: Sequence[str]) -> None:
-    """Raise :class:`ConfigError` for a name that no plugin registered, naming ``key``."""
+def _lookup(kind: str, name: str) -> tuple[Any, str | None]:
+    """The spec registered as ``name`` (a backbone's ``<spec>/<value>`` resolved), or why
+    there is none: not registered (with the closest names), or contested by several
+    distributions that no preference settled."""
     from lepton_platform._host import get_host
+    from lepton_platform.errors import PluginError, UnknownNameError
+    from lepton_platform.registry import get_backbone
 
     host = get_host()
-    for name in names:
+    try:
+        return (get_backbone(name) if kind == "backbone" else host.get(kind, name)), None
+    except PluginError as exc:  # a name clash: its message says how to choose
+        return None, str(exc)
+    except UnknownNameError:
         known = [s.name for s in host.list(kind)]
-        if name not in known:
-            raise ConfigError(f"{key}: {name!r} is not registered{did_you_mean(name, known)}")
-
-
-def _registered_problems(config: RunConfig) -> list[str]:
-    from lepton_platform._host import get_host
-
-    host = get_host()
-    problems: list[str] = []
-
-    def check(key: str, kind: str, name: str) -> bool:
-        known = [s.name for s in host.list(kind)]
-        if name in known:
-            return True
         hint = did_you_mean(name, known)
         plural = {"strategy": "strategies"}.get(kind, kind + "s")
         if hint.startswith("; known:"):
             hint = f"; registered {plural}: {hint[len('; known: ') :]}"
-        problems.append(
-            f"{key}: {name!r} is not registered{hint} (`lepton plugins` lists what is installed)"
-        )
+        return None, f"{name!r} is not registered{hint} (`lepton plugins` lists what is installed)"
+    except ConfigError as exc:  # a malformed <spec>/<value> name
+        return None, str(exc)
+
+
+def check_names(key: str, kind: str, names: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for a name that no plugin registered, naming ``key``."""
+    for name in names:
+        _, problem = _lookup(kind, name)
+        if problem is not None:
+            raise ConfigError(f"{key}: {problem}")
+
+
+def _registered_problems(config: RunConfig) -> list[str]:
+    problems: list[str] = []
+    found: dict[str, Any] = {}
+
+    def check(key: str, kind: str, name: str) -> bool:
+        spec, problem = _lookup(kind, name)
+        if problem is None:
+            found[key] = spec
+            return True
+        problems.append(f"{key}: {problem}")
         return False
 
     check("domain", "domain", config.domain.name)
     if check("backbone", "backbone", config.backbone.name):
-        spec = host.get("backbone", config.backbone.name)
+        spec = found["backbone"]
         wanted = getattr(spec, "domain", "")
         modality = _modality(config.domain.name)
         if wanted and wanted not in (config.domain.name, modality):
@@ -666,7 +713,7 @@ def _registered_problems(config: RunConfig) -> list[str]:
     ]
     for key, section in strategies:
         if check(key, "strategy", section.name):
-            spec = host.get("strategy", section.name)
+            spec = found[key]
             accepted = list(getattr(spec, "parameters", {}) or {})
             for param in section.params:
                 if accepted and param not in accepted:

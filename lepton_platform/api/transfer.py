@@ -16,6 +16,13 @@ one artifact folder and writes ``result.json``. Every piece is a registered name
         output_dir="runs/digits",
     )
     print(result.metrics["test"]["accuracy"])
+
+Beside the metrics, ``result.json`` records the model's size (``parameters``: the model's, the
+backbone's and how many trained; ``model_size_mb``) and its prediction speed on the test split
+(``prediction``), so that ``compare`` can set a small model beside a large one. A strategy that
+trained an adapter (``lora``, ``ia3``) saves the merged weights as the model and, with
+``save_adapter``, the adapter alone in peft's format in the model folder's ``adapter/``, its
+base weights' fingerprint recorded in the manifest (``extra.adapter``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,16 @@ if TYPE_CHECKING:
     from lepton_platform.strategies import Strategy
     from lepton_platform.tasks import Task
 
-__all__ = ["TransferResult", "evaluate_splits", "result_json", "run_job", "transfer"]
+__all__ = [
+    "TransferResult",
+    "evaluate_splits",
+    "parameter_counts",
+    "prediction_speed",
+    "result_json",
+    "run_job",
+    "size_mb",
+    "transfer",
+]
 
 
 @dataclass
@@ -62,6 +78,14 @@ class TransferResult:
     #: How far memory (RSS) rose above its level when training started: the run's own.
     memory_added_mb: float = 0.0
     predictions: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: ``model``, ``backbone`` and ``trainable`` parameter counts (``trainable``: what the
+    #: strategy trained, as it reports it, else what requires gradients at the end).
+    parameters: dict[str, int] = field(default_factory=dict)
+    #: Megabytes of the model's tensors as saved (parameters and buffers).
+    model_size_mb: float = 0.0
+    #: Prediction speed on the test split (else validation): ``examples``, ``seconds``,
+    #: ``examples_per_second``, ``batch_size``, ``device``.
+    prediction: dict[str, Any] = field(default_factory=dict)
     headline_metric: str = ""
     headline_key: str = ""
     higher_is_better: bool = True
@@ -81,7 +105,8 @@ def evaluate_splits(
     bootstrap: int = 1000,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Metrics of ``model`` on the job's prepared ``splits`` (with a bootstrap interval of the
-    headline on test), and the raw predictions. Several processes share the rows."""
+    headline on test), and the raw predictions (with the ``seconds`` each split's prediction
+    took). Several processes share the rows."""
     from lepton_platform.engine.distributed import processes
     from lepton_platform.engine.evaluate import bootstrap_ci, compute_metrics
     from lepton_platform.engine.predict import predict
@@ -94,6 +119,7 @@ def evaluate_splits(
         ds = job.prepared.get(name)
         if ds is None:
             continue
+        started = time.perf_counter()
         out = predict(
             model,
             ds,
@@ -101,11 +127,11 @@ def evaluate_splits(
             batch_size=config.eval_batch_size or config.batch_size,
             accelerator=procs if procs.num_processes > 1 else None,
             num_labels=job.task.num_labels if job.task.multi_label else None,
-            channels_last=config.channels_last,
         )
+        seconds = time.perf_counter() - started
         assert out.labels is not None
         values = compute_metrics(job.task, out.outputs, out.labels, job.metrics)
-        predictions[name] = {"logits": out.outputs, "labels": out.labels}
+        predictions[name] = {"logits": out.outputs, "labels": out.labels, "seconds": seconds}
         if name == "test" and bootstrap:
             low, high = bootstrap_ci(
                 job.headline,
@@ -149,6 +175,7 @@ def run_job(
             outcome = job.strategy.run(job.transfer)
             scores, predictions = evaluate_splits(job, outcome.model, bootstrap=bootstrap)
         record = job.record()
+        adapter = _adapter_record(outcome, record)
         out = Path(output_dir) if output_dir is not None else None
         artifact = None
         if out is not None and save:
@@ -166,10 +193,15 @@ def run_job(
                     strategy=record["strategy"],
                     metrics=scores,
                     data_fingerprints=job.bundle.fingerprints,
+                    extra=None if adapter is None else {"adapter": adapter},
                 )
+                if adapter is not None:
+                    _save_adapter(artifact, outcome, adapter)
             else:
                 artifact = (out / "model").absolute()
             wait_for_everyone()
+        if is_main_process():
+            _end_training_folder(job, scores, artifact)
         result = TransferResult(
             model=outcome.model,
             task=job.task,
@@ -184,6 +216,9 @@ def run_job(
             memory_added_mb=memory.added_mb,
             artifact=artifact,
             predictions=predictions,
+            parameters=parameter_counts(outcome.model, _trained(outcome)),
+            model_size_mb=size_mb(outcome.model),
+            prediction=_speed(job, outcome.model, predictions),
             headline_metric=job.headline.name,
             headline_key=job.headline.key,
             higher_is_better=job.headline.higher_is_better,
@@ -195,10 +230,107 @@ def run_job(
     return result
 
 
+def _end_training_folder(job: Job, metrics: Mapping[str, Any], model: Path | None) -> None:
+    """A finished run's training folder: the final metrics and the model folder go to the
+    MLflow runs its training logged to, and the optimiser state and mid-run checkpoints are
+    removed (the model folder holds the trained model) unless
+    ``train.keep_checkpoints_after_run``."""
+    import shutil
+
+    from lepton_platform.engine.callbacks import TRACKING_FILE, log_run_end
+
+    training = job.transfer.output_dir
+    if training is None or not training.is_dir():
+        return
+    for file in sorted(training.rglob(TRACKING_FILE)):
+        log_run_end(file.parent, metrics, model)
+    if not job.transfer.config.keep_checkpoints_after_run:
+        for folder in sorted(training.rglob("checkpoints"), reverse=True):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _adapter_record(outcome: Any, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The manifest's record of the adapter a strategy trained and merged (``lora``, ``ia3``
+    with ``save_adapter``): what it is, its files' digests, the base weights it needs."""
+    from lepton_platform.strategies.adapters import ADAPTER_FOLDER, AdapterOutcome
+
+    if not isinstance(outcome, AdapterOutcome) or outcome.adapter is None:
+        return None
+    base = {"backbone": record["backbone"]["name"], "pretrained": record["backbone"]["pretrained"]}
+    return {**outcome.adapter.full_record({"base": base}), "folder": ADAPTER_FOLDER}
+
+
+def _save_adapter(artifact: Path, outcome: Any, adapter: Mapping[str, Any]) -> None:
+    """The adapter alone, in peft's format, in the model folder's ``adapter/``."""
+    from lepton_platform.strategies.adapters import write_adapter
+
+    write_adapter(artifact / str(adapter["folder"]), outcome.adapter, adapter)
+
+
+def parameter_counts(model: Any, trainable: int | None = None) -> dict[str, int]:
+    """``model``, ``backbone`` and ``trainable`` parameter counts of a :class:`TransferModel`
+    (``trainable``: as given, e.g. what a strategy reports it trained, else the parameters
+    that require gradients)."""
+    if trainable is None:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "model": sum(p.numel() for p in model.parameters()),
+        "backbone": sum(p.numel() for p in model.backbone.parameters()),
+        "trainable": int(trainable),
+    }
+
+
+def size_mb(model: Any) -> float:
+    """Megabytes of a module's tensors (each storage once: tied weights are saved once)."""
+    seen: set[tuple[Any, int]] = set()
+    total = 0
+    for tensor in model.state_dict().values():
+        key = (tensor.device, tensor.untyped_storage().data_ptr())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += tensor.numel() * tensor.element_size()
+    return total / 2**20
+
+
+def prediction_speed(
+    model: Any, split: str, examples: int, seconds: float, batch_size: int
+) -> dict[str, Any]:
+    """The record of how fast ``model`` predicted ``examples`` rows of ``split`` (prepared,
+    through the one prediction function) in ``seconds``."""
+    device = next(iter(model.parameters()), None)
+    return {
+        "split": split,
+        "examples": examples,
+        "seconds": seconds,
+        "examples_per_second": examples / seconds if seconds > 0 else None,
+        "batch_size": batch_size,
+        "device": None if device is None else str(device.device),
+    }
+
+
+def _trained(outcome: Any) -> int | None:
+    trained = outcome.details.get("trainable_parameters")
+    return trained if isinstance(trained, int) and not isinstance(trained, bool) else None
+
+
+def _speed(job: Job, model: Any, predictions: Mapping[str, Any]) -> dict[str, Any]:
+    """Examples per second of the evaluation's prediction on test (else validation)."""
+    name = "test" if "test" in predictions else next(iter(predictions), None)
+    if name is None:
+        return {}
+    entry = predictions[name]
+    batch_size = job.config.eval_batch_size or job.config.batch_size
+    return prediction_speed(model, name, len(entry["labels"]), entry["seconds"], batch_size)
+
+
 def _details(outcome: Any) -> dict[str, Any]:
     details = dict(outcome.details)
     if outcome.fit is not None and outcome.fit.selection and "selection" not in details:
         details["selection"] = outcome.fit.selection
+    if outcome.fit is not None and outcome.fit.speed and "speed" not in details:
+        details["speed"] = outcome.fit.speed
     return details
 
 
@@ -236,6 +368,9 @@ def result_json(result: TransferResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "peak_memory_mb": result.peak_memory_mb,
         "memory_added_mb": result.memory_added_mb,
+        "parameters": result.parameters,
+        "model_size_mb": result.model_size_mb,
+        "prediction": result.prediction,
         "artifact": str(result.artifact) if result.artifact else None,
     }
 

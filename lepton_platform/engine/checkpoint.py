@@ -32,8 +32,10 @@ import platform
 import re
 import shutil
 import sys
+import threading
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,11 @@ from lepton_platform.errors import ArtifactError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "BackgroundWrites",
     "CheckpointWriter",
     "SafetensorError",
     "checkpoint_sort_key",
+    "copied",
     "environment",
     "environment_differences",
     "latest_checkpoint",
@@ -74,6 +78,7 @@ __all__ = [
     "rng_to_files",
     "save_model_file",
     "verify_checkpoint",
+    "write_model_tensors",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -285,6 +290,51 @@ class CheckpointWriter(AtomicFolder):
         return super().commit()
 
 
+class BackgroundWrites:
+    """Checkpoint files written on a worker thread, one checkpoint at a time, while training
+    goes on: :meth:`submit` waits for the previous write, :meth:`wait` for the current one
+    and re-raises what it raised. ``seconds`` adds up the time the writes took (off the
+    training thread)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+
+    def submit(self, write: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._run, args=(write,), name="lepton-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, write: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        try:
+            write()
+        except BaseException as exc:  # handed to the training thread at the next wait
+            self._error = exc
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    @property
+    def pending(self) -> bool:
+        return self._thread is not None
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def copied(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies that training may not change while a background write reads them."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+
+
 # ----------------------------------------------------------------------------- tensors
 
 
@@ -311,7 +361,18 @@ def model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 def save_model_file(writer: CheckpointWriter, name: str, model: nn.Module) -> None:
     tensors, aliases = model_tensors(model)
-    writer.write_tensors(name, tensors, {"aliases": json.dumps(aliases)})
+    write_model_tensors(writer, name, tensors, aliases)
+
+
+def write_model_tensors(
+    writer: CheckpointWriter,
+    name: str,
+    tensors: Mapping[str, torch.Tensor],
+    aliases: Mapping[str, str],
+) -> None:
+    """The file :func:`save_model_file` writes, from tensors taken earlier by
+    :func:`model_tensors`."""
+    writer.write_tensors(name, tensors, {"aliases": json.dumps(dict(aliases))})
 
 
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from lepton_platform.engine import checkpoint as ckpt
+from lepton_platform.engine import hardware
 from lepton_platform.engine._loop_utils import (
     BatchPlan,
     DatasetView,
@@ -57,6 +59,7 @@ from lepton_platform.engine.callbacks import (
     MetricsLog,
 )
 from lepton_platform.engine.evaluate import Monitor
+from lepton_platform.engine.hardware import SpeedChoice
 from lepton_platform.engine.predict import check_prepared, multi_hot_width, predict, to_device
 from lepton_platform.errors import ArtifactError, ConfigError, DataError, TrainingError
 from lepton_platform.models import Preprocessor, TransferModel, config_fingerprint
@@ -91,6 +94,15 @@ class FitResult:
     elapsed_s: float = 0.0
     train_examples_per_s: float = 0.0
     selection: dict[str, Any] = field(default_factory=dict)
+    #: The speed defaults this run trained with (matmul precision, memory layout, compile):
+    #: each one's value, what chose it and the measurements (:mod:`.hardware`).
+    speed: dict[str, Any] = field(default_factory=dict)
+    #: Seconds checkpoints cost the training thread during training (copying tensors, the
+    #: small files, waiting for an earlier write still running); seconds their files took to
+    #: write in the background; seconds the end of training waited for the last write.
+    checkpoint_s: float = 0.0
+    checkpoint_write_s: float = 0.0
+    checkpoint_wait_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -163,12 +175,15 @@ class Trainer:
                 f"divisible by the number of processes ({self.accelerator.num_processes})"
             )
         model.to(self.accelerator.device)
-        if config.channels_last:
+        self.speed = self._speed_defaults(model, config)
+        self.channels_last = bool(self.speed["channels_last"].value)
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
         groups = self._param_groups(param_groups)
         raw_optimizer = _build_optimizer(config, groups)
         self._wrapped: nn.Module = self.accelerator.prepare_model(model)
+        self._compiled: tuple[nn.Module, nn.Module] | None = None
         self.optimizer = self.accelerator.prepare_optimizer(raw_optimizer)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.global_step = 0
@@ -187,10 +202,54 @@ class Trainer:
         if self.output_dir is not None:
             self.callbacks.append(Checkpointing(config.checkpoint_every_steps))
         self._state = _RunState()
+        self._writes = ckpt.BackgroundWrites()
+        self.checkpoint_seconds = 0.0
+        self.checkpoint_wait_seconds = 0.0
         self._fingerprints: dict[str, Any] = {}
         self._batches_per_epoch = 0
         self._view: DatasetView | None = None
         self._in_epoch = False
+
+    def _speed_defaults(self, model: nn.Module, config: TrainConfig) -> dict[str, SpeedChoice]:
+        """The matmul precision and memory layout to train with (the ``auto`` settings probed,
+        :mod:`.hardware`); with several processes the main process decides for all."""
+        device = torch.device(self.accelerator.device)
+        backbone = getattr(model, "backbone", None)
+        per_process = max(1, config.batch_size // self.accelerator.num_processes)
+        example = None
+        if backbone is not None and hasattr(backbone, "example_batch"):
+            example = functools.partial(backbone.example_batch, min(per_process, 8))
+
+        def forward(m: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return cast(torch.Tensor, m(**batch)).float().mean()
+
+        choices: dict[str, SpeedChoice] = {}
+        if self.accelerator.is_main_process:
+            choices = {
+                "matmul_precision": hardware.matmul_precision(config.matmul_precision, device),
+                "channels_last": hardware.channels_last(
+                    config.channels_last, model, example, forward, device
+                ),
+            }
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            shared = broadcast_object_list([choices])
+            choices = cast(dict[str, SpeedChoice], shared[0])
+        choices["compile"] = SpeedChoice(
+            "compile", config.compile, "given", "train.compile (off unless asked)"
+        )
+        return choices
+
+    @property
+    def _step_model(self) -> nn.Module:
+        """What a training step calls: the wrapped model, compiled when ``train.compile``
+        (compiled again when the model is wrapped anew)."""
+        if not self.config.compile:
+            return self._wrapped
+        if self._compiled is None or self._compiled[0] is not self._wrapped:
+            self._compiled = (self._wrapped, cast(nn.Module, torch.compile(self._wrapped)))
+        return self._compiled[1]
 
     # ------------------------------------------------------------------ public helpers
 
@@ -346,7 +405,7 @@ class Trainer:
         self.global_step, self.epoch = state.global_step, state.epoch
 
         previous_precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(cfg.matmul_precision)
+        torch.set_float32_matmul_precision(str(self.speed["matmul_precision"].value))
         self.metrics_log.open(self, resumed_from is not None)
         self._init_trackers()
         try:
@@ -374,7 +433,11 @@ class Trainer:
                 self._train_epoch(state, plan, view, collate, augment_seed, rank, num_processes)
                 self._in_epoch = False
                 self._end_epoch(state, validation, preprocessor)
+            self.wait_for_checkpoints()
         finally:
+            if self._writes.pending:  # interrupted or failed: finish (or clean) the write
+                with contextlib.suppress(Exception):
+                    self.wait_for_checkpoints()
             self._view, self._in_epoch = None, False
             torch.set_float32_matmul_precision(previous_precision)
             self.metrics_log.close()
@@ -397,6 +460,10 @@ class Trainer:
                 len(train) * len(state.history) / elapsed if elapsed > 0 else 0.0
             ),
             selection=best.report(),
+            speed={name: choice.to_json() for name, choice in self.speed.items()},
+            checkpoint_s=self.checkpoint_seconds,
+            checkpoint_write_s=self._writes.seconds,
+            checkpoint_wait_s=self.checkpoint_wait_seconds,
         )
         for callback in self.callbacks:
             callback.on_train_end(self, result)
@@ -444,11 +511,11 @@ class Trainer:
                 first, last = window * accum, min((window + 1) * accum, n_batches)
                 window_examples = sum(len(global_batches[i]) for i in range(first, last))
                 closes_window = b + 1 == last
-                batch = to_device(batch, self.device, cfg.channels_last)
+                batch = to_device(batch, self.device, self.channels_last)
                 labels = batch.pop("labels")
                 sync = contextlib.nullcontext() if closes_window else acc.no_sync(self._wrapped)
                 with sync:
-                    logits = self._wrapped(**batch)
+                    logits = self._step_model(**batch)
                     data_loss = self.loss(logits, labels)
                     n_local = int(labels.shape[0])
                     loss = data_loss * (n_local * num_processes / window_examples)
@@ -549,6 +616,7 @@ class Trainer:
         return np.asarray(train[column], dtype=np.int64)
 
     def _fail_nonfinite(self, state: _RunState, batch: int, value: float) -> None:
+        self.wait_for_checkpoints()  # the last good checkpoint may still be being written
         last = ckpt.latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         kept = (
             f"the last good checkpoint {last} is kept (resume from it with a lower lr)"
@@ -583,7 +651,6 @@ class Trainer:
             accelerator=self.accelerator,
             num_labels=self._num_labels_if_multi(),
             num_workers=cfg.num_workers,
-            channels_last=cfg.channels_last,
             progress=cfg.progress,
             desc=desc,
         )
@@ -701,10 +768,18 @@ class Trainer:
     def save_checkpoint(self, *, end_of_epoch: bool) -> None:
         """Write a checkpoint of the whole run (weights, optimiser, scheduler, RNG, the
         position in the data and every callback's state); the newest
-        ``config.keep_checkpoints`` are kept."""
+        ``config.keep_checkpoints`` are kept.
+
+        The tensors are copied here, on the training thread, and written to disk in the
+        background while training goes on (the small files are written at once); the next
+        checkpoint, the end of :meth:`fit` and an interruption wait for the write, and its
+        error, if any, is raised there (:class:`FitResult` reports the seconds each part
+        took)."""
         directory = self.checkpoint_dir
         if directory is None:
             return
+        started = time.perf_counter()
+        self._writes.wait()  # one checkpoint at a time; a failed write is raised here
         state = self._state
         acc = self.accelerator
         suffix = "-end" if end_of_epoch else ""
@@ -712,12 +787,17 @@ class Trainer:
         writer = ckpt.CheckpointWriter(final)
         callback_states = self._callback_states()
         rng_json, rng_tensors = ckpt.rng_to_files(capture_rng())
+        failure = (
+            f"cannot write checkpoint {final}; the earlier checkpoints in {directory} are "
+            "intact. Free space or choose another output_dir"
+        )
         try:
             if acc.is_main_process:
                 writer.__enter__()
-                ckpt.save_model_file(writer, "model.safetensors", self.model)
+                model, aliases = ckpt.model_tensors(self.model)
+                model = ckpt.copied(model)
                 opt_tensors, opt_rest = ckpt.optimizer_tensors(self.optimizer.state_dict())
-                writer.write_tensors("optimizer.safetensors", opt_tensors, {})
+                opt_tensors = ckpt.copied(opt_tensors)
                 writer.write_json("optimizer.json", opt_rest)
                 assert self.scheduler is not None
                 sched = dict(self.scheduler.state_dict())
@@ -738,18 +818,43 @@ class Trainer:
             acc.wait_for_everyone()
             writer.write_json(f"rng-{acc.process_index}.json", rng_json)
             writer.write_tensors(f"rng-{acc.process_index}.safetensors", rng_tensors, {})
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                writer.commit({"global_step": state.global_step, "epoch": state.epoch})
-                ckpt.prune_checkpoints(directory, self.config.keep_checkpoints)
+            acc.wait_for_everyone()  # every process's files are in: the main one may commit
         except (OSError, ckpt.SafetensorError) as exc:
             if acc.is_main_process:
                 writer.__exit__(type(exc), exc, None)
-            raise ArtifactError(
-                f"cannot write checkpoint {final} ({exc}); the earlier checkpoints in "
-                f"{directory} are intact. Free space or choose another output_dir"
-            ) from exc
-        acc.wait_for_everyone()
+            raise ArtifactError(f"{failure} ({exc})") from exc
+        except BaseException as exc:  # interrupted (SIGINT, SIGTERM): no half-written folder
+            if acc.is_main_process:
+                writer.__exit__(type(exc), exc, None)
+            raise
+        if acc.is_main_process:
+            extra = {"global_step": state.global_step, "epoch": state.epoch}
+            keep = self.config.keep_checkpoints
+
+            def write() -> None:
+                try:
+                    ckpt.write_model_tensors(writer, "model.safetensors", model, aliases)
+                    writer.write_tensors("optimizer.safetensors", opt_tensors, {})
+                    writer.commit(extra)
+                    ckpt.prune_checkpoints(directory, keep)
+                except (OSError, ckpt.SafetensorError) as exc:
+                    writer.__exit__(type(exc), exc, None)
+                    raise ArtifactError(f"{failure} ({exc})") from exc
+                except BaseException as exc:
+                    writer.__exit__(type(exc), exc, None)
+                    raise
+
+            self._writes.submit(write)
+        self.checkpoint_seconds += time.perf_counter() - started
+
+    def wait_for_checkpoints(self) -> None:
+        """Block until the checkpoint being written in the background is on disk (its error
+        raised here)."""
+        started = time.perf_counter()
+        try:
+            self._writes.wait()
+        finally:
+            self.checkpoint_wait_seconds += time.perf_counter() - started
 
     def _resume(self, state: _RunState) -> Path | None:
         directory = self.checkpoint_dir
@@ -804,7 +909,12 @@ class Trainer:
             flat = {
                 k: v for k, v in self.config.to_json().items() if isinstance(v, int | float | str)
             }
-            self.accelerator.init_trackers("lepton", config=flat)
+            init: dict[str, dict[str, Any]] = {}
+            if "wandb" in self.config.trackers and self.output_dir is not None:
+                # offline unless WANDB_MODE says otherwise; its files in the run folder
+                mode = os.environ.get("WANDB_MODE", "offline")
+                init["wandb"] = {"mode": mode, "dir": str(self.output_dir)}
+            self.accelerator.init_trackers("lepton", config=flat, init_kwargs=init)
 
 
 # ============================================================================ helpers
@@ -842,7 +952,7 @@ def _differences(
 def _make_accelerator(config: TrainConfig, output_dir: Path | None) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import is_mlflow_available, is_tensorboard_available
+    from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
 
     precision = config.mixed_precision
     if precision == "auto":
@@ -856,7 +966,11 @@ def _make_accelerator(config: TrainConfig, output_dir: Path | None) -> Accelerat
     log_with: list[str] = []
     if output_dir is not None:
         wanted = ("tensorboard", "mlflow") if config.trackers == "auto" else config.trackers
-        available = {"tensorboard": is_tensorboard_available(), "mlflow": is_mlflow_available()}
+        available = {
+            "tensorboard": is_tensorboard_available(),
+            "mlflow": is_mlflow_available(),
+            "wandb": is_wandb_available(),
+        }
         log_with = [t for t in wanted if available[t]]
         if config.trackers != "auto" and len(log_with) < len(wanted):
             missing = [t for t in wanted if not available[t]]

@@ -76,7 +76,6 @@ class Engine:
             batch_size=config.eval_batch_size or config.batch_size,
             num_labels=job.task.num_labels if job.task.multi_label else None,
             num_workers=config.num_workers,
-            channels_last=config.channels_last,
         )
         return out.outputs, out.labels
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from lepton_platform.engine._loop_utils import DatasetView, make_collate
+from lepton_platform.engine.hardware import uses_channels_last
 from lepton_platform.errors import DataError
 from lepton_platform.models import Preprocessor
 
@@ -147,7 +148,7 @@ def predict(
     accelerator: Accelerator | None = None,
     num_labels: int | None = None,
     num_workers: int = 0,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     progress: bool = False,
     desc: str = "predict",
 ) -> Prediction:
@@ -156,7 +157,9 @@ def predict(
 
     ``device`` defaults to the module's own. With an ``accelerator`` of several processes each
     takes a share and all get the whole result. ``num_labels`` turns multi-label label lists
-    into 0/1 rows. The labels are returned when the dataset has a ``label`` column."""
+    into 0/1 rows. The labels are returned when the dataset has a ``label`` column. 4-D inputs
+    are passed channels-last when ``channels_last``, by default when the module's convolutions
+    are stored so (a model trained channels-last predicts in its layout)."""
     check_prepared(dataset, preprocessor, "prediction", labels=False)
     with_labels = "label" in dataset.column_names
     multi_hot = multi_hot_width(dataset, num_labels) if with_labels else None
@@ -169,6 +172,8 @@ def predict(
     n = len(dataset)
     share = math.ceil(n / world)
     rows = [min(r, n - 1) for r in range(rank * share, (rank + 1) * share)]  # pad the last share
+    if channels_last is None:
+        channels_last = uses_channels_last(module)
     was_training = module.training
     module.eval()
     outputs: list[torch.Tensor] = []

@@ -1,14 +1,15 @@
 """Accuracy: the fraction of examples whose predicted label equals the reference.
 
 For multi-label 0/1 vectors it is subset accuracy (every label of an example right).
-Computed with scikit-learn; shipped inside Lepton and loaded by path, so it works offline.
+Computed with numpy (scikit-learn's value, checked in the tests); shipped inside Lepton and
+loaded by path, so it works offline.
 """
 
 from typing import Any
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score
+import numpy as np
 
 _DESCRIPTION = "Fraction of examples predicted exactly right (subset accuracy for multi-label)."
 
@@ -54,5 +55,17 @@ class Accuracy(evaluate.Metric):  # type: ignore[misc]
         sample_weight: Any = None,
         num_labels: Any = None,
     ) -> dict[str, Any]:
-        score = accuracy_score(references, predictions, sample_weight=sample_weight)
+        # numpy, not sklearn's accuracy_score: the same value a hundred times faster, which
+        # is what a thousand bootstrap resamples per comparison row pay
+        predicted, expected = np.asarray(predictions), np.asarray(references)
+        if predicted.shape != expected.shape:
+            raise ValueError(
+                f"predictions {predicted.shape} and references {expected.shape} differ in shape"
+            )
+        if predicted.size == 0:
+            raise ValueError("no examples to score")
+        right = predicted == expected
+        if right.ndim > 1:  # multi-label 0/1 rows: subset accuracy
+            right = right.all(axis=tuple(range(1, right.ndim)))
+        score = np.average(right, weights=sample_weight)
         return {"accuracy": float(score)}

@@ -177,10 +177,12 @@ def _timm_specs() -> list[BackboneSpec]:
             name="timm",
             domain="image",
             family="timm",
-            description="Any timm image model (timm.list_models()): give model, e.g. "
-            "convnext_tiny; pretrained is True or a tag for timm's weights",
+            description="Any timm image model (timm.list_models()): timm/<model> or the "
+            "model option, e.g. timm/convnext_tiny; pretrained is True or a tag for timm's "
+            "weights",
             factory=_timm_factory(None),
             options=TIMM_OPTIONS,
+            name_option="model",
             tiny_options={"model": "test_convnext", "image_size": tiny_size},
             metadata={"architecture": "any", "source": "timm", "pretrained": True},
         )

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -260,3 +261,42 @@ def test_lepton_compare_with_a_tiny_timm_model(tmp_path: Path) -> None:
     assert set(rows["finetune"]["differences"]) >= {"scratch"}
     for row in rows.values():
         assert 0.0 <= row["mean"] <= 1.0 and len(row["runs"]) == 1
+
+
+def test_timm_slash_model_names_build_train_save_and_load(tmp_path: Path) -> None:
+    """``timm/<model>`` is the ``timm`` backbone with that model (the spec's ``name_option``),
+    through the whole path: a run, its saved model, ``lp.load``."""
+    assert lp.get_backbone("timm/resnet18").name == "timm"
+    backbone = lp.create_backbone("timm/resnet18", image_size=32, model_args=TINY_RESNET)
+    assert isinstance(backbone, TimmBackbone) and backbone.registered_name == "timm/resnet18"
+    assert backbone.group_names() == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    with pytest.raises(ConfigError, match="sets model='resnet18', but the options give"):
+        lp.create_backbone("timm/resnet18", model="convnext_tiny")
+    with pytest.raises(ConfigError, match=r"give the model after '/' \(timm/<model>\)"):
+        lp.create_backbone("timm/")
+    with pytest.raises(ConfigError, match="'resnet18' does not take a name after '/'"):
+        lp.create_backbone("resnet18/x")
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(24) % 2
+    images[labels == 1, :, :, 0] = 255  # a red channel: learnable
+    result = lp.transfer(
+        domain="image",
+        data={"images": images, "labels": labels},
+        backbone="timm/resnet18",
+        backbone_options={"image_size": 32, "model_args": TINY_RESNET, "augmentation": False},
+        pretrained=None,
+        strategy="finetune",
+        train={"epochs": 1, "batch_size": 8, "progress": False},
+        output_dir=tmp_path / "run",
+    )
+    model = lp.load(tmp_path / "run" / "model")
+    saved = model.manifest["backbone"]
+    assert saved["name"] == "timm/resnet18" and saved["config"]["model"] == "resnet18"
+    assert isinstance(model.model.backbone, TimmBackbone)
+    trained = result.model.state_dict()  # the loaded model is the trained one
+    loaded = model.model.state_dict()
+    assert trained.keys() == loaded.keys()
+    assert all(torch.equal(trained[k].cpu(), loaded[k].cpu()) for k in trained)
+    assert {p.label for p in model.predict(list(images[:4]))} <= {"0", "1"}
