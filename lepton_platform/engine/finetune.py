@@ -215,10 +215,11 @@ class Trainer:
         :mod:`.hardware`); with several processes the main process decides for all."""
         device = torch.device(self.accelerator.device)
         backbone = getattr(model, "backbone", None)
-        per_process = max(1, config.batch_size // self.accelerator.num_processes)
         example = None
         if backbone is not None and hasattr(backbone, "example_batch"):
-            example = functools.partial(backbone.example_batch, min(per_process, 8))
+            # probed on the global batch's shape (at most 8 rows), not the per-process one, so
+            # that one process and several choose alike for the same run
+            example = functools.partial(backbone.example_batch, min(config.batch_size, 8))
 
         def forward(m: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
             return cast(torch.Tensor, m(**batch)).float().mean()
