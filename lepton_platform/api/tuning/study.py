@@ -113,7 +113,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             )
         except Exception as exc:  # sqlalchemy's errors, a missing database driver
             # workers started together race to create the schema: the loser retries
-            racing = type(exc).__name__ == "IntegrityError" or "locked" in str(exc)
+            text = str(exc)
+            racing = (
+                type(exc).__name__ == "IntegrityError"
+                or "locked" in text
+                or "already exists" in text  # the other worker created a table first
+            )
             if racing and attempt < 5:
                 time.sleep(0.5 * (attempt + 1))
                 continue
