@@ -296,6 +296,18 @@ def validator_picks(
     return out
 
 
+def compact(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's JSON without each run's histories, details and per-class metrics
+    (those stay in each row's ``result.json`` under ``--work``): what the tables read, a
+    headline per run."""
+    keep = ("seed", "headline", "seconds", "memory_added_mb")
+    rows = [
+        {**row, "runs": [{k: run[k] for k in keep if k in run} for run in row.get("runs", [])]}
+        for row in comparison["rows"]
+    ]
+    return {**comparison, "rows": rows}
+
+
 def _interval(diff: dict[str, Any] | None) -> str:
     if not diff:
         return ""
@@ -381,13 +393,13 @@ def main() -> int:
         results[name] = {
             "sizes": sizes,
             "seconds": seconds,
-            "comparison": comparison.to_json(),
+            "comparison": compact(comparison.to_json()),
             "validator_picks": picks,
         }
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(
-                json.dumps({"args": vars(args), "pairs": results}, indent=2, default=str)
+                json.dumps({"args": vars(args), "pairs": results}, indent=1, default=str)
             )
     return 0
 
