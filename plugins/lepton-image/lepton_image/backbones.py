@@ -40,7 +40,13 @@ import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
-from lepton_image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Augmentation, ImagePreprocessor
+from lepton_image.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augmentation,
+    ImagePreprocessor,
+    pixel_values,
+)
 from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError
 from lepton_platform.models import (
@@ -236,14 +242,7 @@ class ResNetBackbone(Backbone):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled features of ``pixel_values`` ``(B, in_channels, H, W)``."""
-        if "pixel_values" not in inputs:
-            raise ConfigError(
-                f"{self.arch} reads 'pixel_values' (from its preprocessor's collate); "
-                f"got {sorted(inputs)}"
-            )
-        x = inputs["pixel_values"]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = pixel_values(inputs, self.arch, self.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)

@@ -37,6 +37,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
+def pixel_values(inputs: dict[str, torch.Tensor], owner: str, channels_last: bool) -> torch.Tensor:
+    """The ``pixel_values`` batch that :class:`ImagePreprocessor` collates, as a backbone's
+    forward reads it (channels-last when the backbone stores its weights so); another key is
+    a :class:`ConfigError` naming ``owner``."""
+    if "pixel_values" not in inputs:
+        raise ConfigError(
+            f"{owner} reads 'pixel_values' (from its preprocessor's collate); got {sorted(inputs)}"
+        )
+    x = inputs["pixel_values"]
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Training augmentation. ``enabled=False`` turns it off; ``hflip`` is the probability of

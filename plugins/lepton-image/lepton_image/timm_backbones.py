@@ -40,7 +40,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lepton_image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Augmentation, ImagePreprocessor
+from lepton_image.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augmentation,
+    ImagePreprocessor,
+    pixel_values,
+)
 from lepton_platform.artifacts import is_model_folder, load_backbone
 from lepton_platform.errors import ArtifactError, ConfigError, did_you_mean
 from lepton_platform.models import Backbone, LayerGroup, LoadReport, load_matching
@@ -241,14 +247,7 @@ class TimmBackbone(Backbone):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled features of ``pixel_values`` ``(B, in_channels, H, W)``."""
-        if "pixel_values" not in inputs:
-            raise ConfigError(
-                f"{self.model_name} reads 'pixel_values' (from its preprocessor's collate); "
-                f"got {sorted(inputs)}"
-            )
-        x = inputs["pixel_values"]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = pixel_values(inputs, self.model_name, self.channels_last)
         features: torch.Tensor = self.net(x)
         return features.flatten(1)
 
