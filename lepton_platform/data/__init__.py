@@ -37,6 +37,7 @@ from lepton_platform.data.schema import (
     label_indices,
     label_names_of,
     pick_column,
+    pick_columns,
     standardize,
 )
 from lepton_platform.data.splits import (
@@ -74,6 +75,7 @@ __all__ = [
     "load_data",
     "load_unlabelled",
     "pick_column",
+    "pick_columns",
     "prepare",
     "preprocessing_key",
     "relabel",

@@ -14,7 +14,7 @@ came from) and ``group`` (patient, speaker, document: kept within one split).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -286,6 +286,30 @@ def pick_column(
         f"{where}: no {what} column (looked for {', '.join(candidates)}; columns: "
         f"{list(columns)}); set {what}_column in the source"
     )
+
+
+def pick_columns(
+    source: Mapping[str, Any],
+    what: str,
+    candidates: Sequence[str],
+    label_candidates: Sequence[str],
+    columns: Sequence[str],
+    where: Any,
+    *,
+    labelled: bool,
+) -> tuple[str, str | None, str | None]:
+    """A table source's input column (``<what>_column`` or the first of ``candidates``), its
+    label column (``label_column`` or the first of ``label_candidates``) and its
+    ``group_column``; the last two only when ``labelled``. A named column that is missing is
+    an error naming the source and the columns it has (:func:`pick_column`)."""
+    data = pick_column(source.get(f"{what}_column"), candidates, columns, where, what)
+    if not labelled:
+        return data, None, None
+    label = pick_column(source.get("label_column"), label_candidates, columns, where, "label")
+    group = source.get("group_column")
+    if group is not None and group not in columns:
+        raise ConfigError(f"{where}: group_column {group!r} not in columns {list(columns)}")
+    return data, label, None if group is None else str(group)
 
 
 def is_saved_dataset(path: Path) -> bool:

@@ -56,7 +56,7 @@ from lepton_image.decode import (
     check_image,
     encode_png,
 )
-from lepton_platform.data import BadRecords, is_saved_dataset, pick_column
+from lepton_platform.data import BadRecords, is_saved_dataset, pick_column, pick_columns
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError, did_you_mean
 
@@ -259,15 +259,9 @@ class ImageDomain(Domain):
         if not rows:
             raise DataError(f"{file}: no rows")
         columns = list(rows[0])
-        image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, file, "image")
-        label_col = (
-            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
-            if labelled
-            else None
+        image_col, label_col, group_col = pick_columns(
+            source, "image", _IMAGE_COLUMNS, _LABEL_COLUMNS, columns, file, labelled=labelled
         )
-        group_col = source.get("group_column") if labelled else None
-        if group_col is not None and group_col not in columns:
-            raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
         multi = labelled and bool(source.get("multi_label", False))
         sep = str(source.get("label_separator", ";"))
         base = file.parent

@@ -72,7 +72,7 @@ from lepton_medical.readers import (
     read_file,
     read_image,
 )
-from lepton_platform.data import BadRecords, pick_column
+from lepton_platform.data import BadRecords, pick_columns
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError
 
@@ -540,15 +540,9 @@ class MedicalImageDomain(Domain):
             )
         where = f"dataset {data.info.dataset_name or 'object'}"
         columns = data.column_names
-        image_col = pick_column(source.get("image_column"), _IMAGE_COLUMNS, columns, where, "image")
-        label_col = (
-            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
-            if labelled
-            else None
+        image_col, label_col, group_col = pick_columns(
+            source, "image", _IMAGE_COLUMNS, _LABEL_COLUMNS, columns, where, labelled=labelled
         )
-        group_col = source.get("group_column") if labelled else None
-        if group_col is not None and group_col not in columns:
-            raise ConfigError(f"{where}: group_column {group_col!r} not in columns {columns}")
         feature = data.features.get(label_col) if label_col is not None else None
         names = _given_names(source)
         if names is None and isinstance(feature, datasets.ClassLabel):

@@ -40,7 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lepton_platform.data import BadRecords, is_saved_dataset, pick_column, standardize
+from lepton_platform.data import (
+    BadRecords,
+    is_saved_dataset,
+    pick_columns,
+    standardize,
+)
 from lepton_platform.domains import Domain
 from lepton_platform.errors import ConfigError, DataError, did_you_mean
 from lepton_speech.audio import EXTENSIONS, check_audio, describe, encode_wav, probe_audio
@@ -299,15 +304,9 @@ class SpeechDomain(Domain):
         if not rows:
             raise DataError(f"{file}: no rows under the header")
         columns = list(rows[0])
-        audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, file, "audio")
-        label_col = (
-            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, file, "label")
-            if labelled
-            else None
+        audio_col, label_col, group_col = pick_columns(
+            source, "audio", _AUDIO_COLUMNS, _LABEL_COLUMNS, columns, file, labelled=labelled
         )
-        group_col = source.get("group_column") if labelled else None
-        if group_col is not None and group_col not in columns:
-            raise ConfigError(f"{file}: group_column {group_col!r} not in columns {columns}")
         refs: list[dict[str, Any]] = []
         labels: list[str] = []
         groups: list[str] = []
@@ -394,15 +393,9 @@ class SpeechDomain(Domain):
         import datasets
 
         columns = list(data.column_names)
-        audio_col = pick_column(source.get("audio_column"), _AUDIO_COLUMNS, columns, where, "audio")
-        label_col = (
-            pick_column(source.get("label_column"), _LABEL_COLUMNS, columns, where, "label")
-            if labelled
-            else None
+        audio_col, label_col, group_col = pick_columns(
+            source, "audio", _AUDIO_COLUMNS, _LABEL_COLUMNS, columns, where, labelled=labelled
         )
-        group_col = source.get("group_column") if labelled else None
-        if group_col is not None and group_col not in columns:
-            raise ConfigError(f"{where}: group_column {group_col!r} not in columns {columns}")
         feature = data.features[audio_col]
         if isinstance(feature, datasets.Audio):
             # Raw bytes and paths: decoding through datasets would need torchcodec and FFmpeg.
