@@ -93,6 +93,9 @@ def test_run_writes_a_complete_run_folder(project: Path, finished: dict[str, Any
         assert (run / name).is_file(), name
     assert not (run / "training" / "checkpoints").exists()  # removed once the run finished
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    speed = json.loads((run / "result.json").read_text())["details"]["speed"]
+    assert speed["channels_last"]["reason"] == "no 2-D convolution in the model"  # auto
+    assert speed["matmul_precision"]["source"] in {"probe", "cached"}  # auto, measured here
     epochs = [
         json.loads(line)
         for line in (run / "metrics.jsonl").read_text().splitlines()
