@@ -4,6 +4,8 @@ problem. (The real SIGKILL test is in test_finetune_subprocess.py.)"""
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,33 @@ def test_optimizer_and_rng_round_trip(tmp_path: Path) -> None:
         assert torch.equal(loaded["state"][0][key], value)
     restore_rng(ckpt.load_rng(tmp_path / "c/r.json", tmp_path / "c/r.safetensors"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_wait_interrupted_by_a_signal_still_waits_for_the_write_afterwards() -> None:
+    """Ctrl-C or SIGTERM during the wait for a background write: the wait after it (the one
+    the end of fit does) blocks until the write is done. (Thread.join marks the thread
+    finished when interrupted on Python 3.11, so a join-based wait returned at once.)"""
+    release = threading.Event()
+    finished: list[bool] = []
+
+    def write() -> None:
+        release.wait(5)
+        finished.append(True)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    writes = ckpt.BackgroundWrites()
+    writes.submit(write)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            writes.wait()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert writes.pending and not finished
+    threading.Timer(0.3, release.set).start()
+    writes.wait()
+    assert finished == [True] and not writes.pending

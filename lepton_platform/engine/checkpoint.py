@@ -294,15 +294,22 @@ class BackgroundWrites:
     """Checkpoint files written on a worker thread, one checkpoint at a time, while training
     goes on: :meth:`submit` waits for the previous write, :meth:`wait` for the current one
     and re-raises what it raised. ``seconds`` adds up the time the writes took (off the
-    training thread)."""
+    training thread).
+
+    The wait is on an event the worker sets when it is done, not on ``Thread.join``: a join
+    interrupted by Ctrl-C or SIGTERM marks the thread finished on Python 3.11 while it still
+    runs, so the wait after an interruption would return at once and the process would exit
+    in the middle of a write."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()
         self._error: BaseException | None = None
         self.seconds = 0.0
 
     def submit(self, write: Callable[[], None]) -> None:
         self.wait()
+        self._done.clear()
         self._thread = threading.Thread(
             target=self._run, args=(write,), name="lepton-checkpoint", daemon=True
         )
@@ -316,6 +323,7 @@ class BackgroundWrites:
             self._error = exc
         finally:
             self.seconds += time.perf_counter() - started
+            self._done.set()
 
     @property
     def pending(self) -> bool:
@@ -323,7 +331,7 @@ class BackgroundWrites:
 
     def wait(self) -> None:
         if self._thread is not None:
-            self._thread.join()
+            self._done.wait()  # an interruption here leaves the write pending: wait again
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
