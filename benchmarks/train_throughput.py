@@ -107,10 +107,11 @@ def model_and_data(name: str, n: int, seq_len: int) -> tuple[Backbone, datasets.
         backbone = create_backbone("all-minilm-l6-v2", pretrained=True, max_length=seq_len)
         rows = {"text": sentences(n, seq_len * 2), "label": labels}  # truncated to seq_len
         return backbone, datasets.Dataset.from_dict(rows)
-    if name.startswith("resnet18-"):
-        size = int(name.split("-")[1])
+    if name.startswith("resnet"):  # resnet<depth>-<px>
+        arch, px = name.split("-")
+        size = int(px)
         backbone = create_backbone(
-            "resnet18", pretrained=None, image_size=size, resize_size=size, augmentation=False
+            arch, pretrained=None, image_size=size, resize_size=size, augmentation=False
         )
         images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
         features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
@@ -201,16 +202,22 @@ def run_plain(
 class _Losses(Callback):
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self.step_ends: list[float] = []  # perf_counter at each step's end
         self.speed: dict[str, Any] = {}
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.step_ends.append(time.perf_counter())
 
     def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
         self.losses.append(float(logs["loss"]))
+        self.step_ends.append(time.perf_counter())
 
     def on_train_end(self, trainer: Trainer, result: Any) -> None:
         self.speed = result.speed
 
 
 SPEED: dict[str, dict[str, Any]] = {}  # the engine's last speed defaults
+STEP_SECONDS: list[list[float]] = []  # each engine run's seconds per optimiser step
 CHECKPOINTS: list[dict[str, float]] = []  # what each engine+ckpt run's checkpoint cost
 
 
@@ -220,10 +227,14 @@ def run_engine(
     data: datasets.Dataset,
     batch: int,
     output_dir: Path | None = None,
+    **options: Any,
 ) -> list[float]:
+    """``options``: TrainConfig fields that change speed (``compile``, ``mixed_precision``),
+    for the measurements that ask for them; none by default."""
     # the settings that make the runs comparable (one epoch, a constant rate, no clipping);
     # nothing that changes speed
     config = TrainConfig(
+        **options,
         epochs=1,
         batch_size=batch,
         lr=LR,
@@ -240,6 +251,7 @@ def run_engine(
     trainer = Trainer(model, task, config, callbacks=[record], output_dir=output_dir)
     result = trainer.fit(data, None, pre)
     SPEED["last"] = record.speed
+    STEP_SECONDS.append(np.diff(record.step_ends).tolist())
     if output_dir is not None:
         CHECKPOINTS.append(
             {
@@ -419,7 +431,7 @@ def main() -> None:
     parser.add_argument(
         "--models",
         default="minilm,resnet18-224,resnet18-64,wav2vec2",
-        help="comma-separated: minilm, resnet18-<px>, wav2vec2",
+        help="comma-separated: minilm, resnet<depth>-<px>, wav2vec2",
     )
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument(

@@ -266,7 +266,9 @@ class TrainConfig(Settings):
         "store 4-d weights and inputs channels-last; auto: for convolutional models, the "
         "layout a short timed probe finds faster (remembered per model, input shape, machine)",
     )
-    compile: bool = setting(False, "train through torch.compile (pays a compile at the start)")
+    compile: bool = setting(
+        False, "train through torch.compile (a compile first; no faster on the CPUs measured)"
+    )
     early_stopping_patience: int | None = setting(
         None, "stop after this many epochs without a better validation score", ge=1
     )
