@@ -167,3 +167,35 @@ def test_lora_under_accelerate_launch_matches_one_process(tmp_path: Path) -> Non
     assert (model / "adapter" / "adapter_model.safetensors").is_file()
     status = json.loads((double / "runs" / "lora" / "status.json").read_text())
     assert status["state"] == "finished"
+
+
+EXIT_CHECK = """\
+import atexit, sys
+import torch.distributed as dist
+
+def report():  # registered before Lepton's hook, so it runs after it
+    sys.stderr.write(f"rank {rank} in a process group at exit: {dist.is_initialized()}\\n")
+
+atexit.register(report)
+from lepton_platform.engine.distributed import broadcast, processes
+rank = processes().process_index
+assert broadcast(rank * 10 + 7) == 7 and processes().num_processes == 2
+"""
+
+
+def test_a_launched_process_leaves_its_process_group_before_it_exits(tmp_path: Path) -> None:
+    """Left to the interpreter's exit, gloo's threads now and then abort a finished process
+    (SIGABRT, 'terminate called without an active exception'); Lepton leaves the group in an
+    exit hook. The script's own hook, run after Lepton's, sees the group gone."""
+    (tmp_path / "check.py").write_text(EXIT_CHECK, encoding="utf-8")
+    command = [
+        str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", "29547", "check.py",
+    ]  # fmt: skip
+    done = ok(
+        subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True,
+                       timeout=300)
+    )  # fmt: skip
+    for rank in (0, 1):
+        assert f"rank {rank} in a process group at exit: False" in done.stderr, done.stderr

@@ -84,23 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `lepton plugins --json | head`
         sys.stderr.close()
         return 0
-    finally:
-        _leave_process_group()
-
-
-def _leave_process_group() -> None:
-    """Under ``accelerate launch``: leave the process group before the interpreter exits. Left
-    to the exit, gloo's threads are destroyed while still joinable now and then, and the
-    process aborts ("terminate called without an active exception", SIGABRT) after its work
-    was done. Imports nothing: a command that did not use torch.distributed has nothing to
-    leave."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return
-    try:
-        dist.destroy_process_group()
-    except Exception as exc:  # the work is done; say why the exit may be untidy
-        print(f"lepton: warning: could not leave the process group: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

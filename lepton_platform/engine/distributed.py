@@ -2,20 +2,55 @@
 on GPUs). Everything that writes a file asks :func:`is_main_process` first; the others wait
 for it with :func:`wait_for_everyone` and learn its outcome with :func:`broadcast`.
 
-With one process these cost nothing and start no process group.
+With one process these cost nothing and start no process group. A launched process leaves
+its process group when the interpreter exits (:func:`leave_process_group_at_exit`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from typing import Any
 
-__all__ = ["Processes", "broadcast", "is_main_process", "num_processes", "wait_for_everyone"]
+__all__ = [
+    "Processes",
+    "broadcast",
+    "is_main_process",
+    "leave_process_group_at_exit",
+    "num_processes",
+    "wait_for_everyone",
+]
 
 
 def _launched() -> bool:
     """Whether this process is one of several (``accelerate launch`` / ``torchrun`` set these)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def leave_process_group() -> None:
+    """Leave the process group if this process is in one. Left to the interpreter's exit,
+    gloo's threads are now and then destroyed while still joinable and the process aborts
+    ("terminate called without an active exception", SIGABRT) after its work was done."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        dist.destroy_process_group()
+    except Exception as exc:  # the work is done; say why the exit may be untidy
+        print(f"lepton: warning: could not leave the process group: {exc}", file=sys.stderr)
+
+
+_leaving = False
+
+
+def leave_process_group_at_exit() -> None:
+    """Under ``accelerate launch``: :func:`leave_process_group` when the interpreter exits
+    (registered once; what starts a process group calls this)."""
+    global _leaving
+    if _launched() and not _leaving:
+        atexit.register(leave_process_group)
+        _leaving = True
 
 
 class Processes:
@@ -32,6 +67,7 @@ class Processes:
             # as the Accelerator decides it: gloo on CPU (ACCELERATE_USE_CPU or no GPU)
             cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
             self._state = PartialState(cpu=cpu)
+            leave_process_group_at_exit()
 
     @property
     def num_processes(self) -> int:

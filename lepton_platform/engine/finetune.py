@@ -58,6 +58,7 @@ from lepton_platform.engine.callbacks import (
     EarlyStopping,
     MetricsLog,
 )
+from lepton_platform.engine.distributed import leave_process_group_at_exit
 from lepton_platform.engine.evaluate import Monitor
 from lepton_platform.engine.hardware import SpeedChoice
 from lepton_platform.engine.predict import check_prepared, multi_hot_width, predict, to_device
@@ -978,6 +979,7 @@ def _make_accelerator(config: TrainConfig, output_dir: Path | None) -> Accelerat
             raise ConfigError(
                 f"TrainConfig.trackers {missing} not installed: pip install {' '.join(missing)}"
             )
+    leave_process_group_at_exit()  # the Accelerator starts the process group
     try:
         return Accelerator(
             mixed_precision=precision,
