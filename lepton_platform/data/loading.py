@@ -441,4 +441,7 @@ def load_unlabelled(
     if len(parts) == 1:
         return parts[0]
     features = parts[0].features
-    return datasets.concatenate_datasets([p.cast(features) for p in parts])
+    # cast only what differs (a cast is a pass over the rows, with its own progress bar)
+    return datasets.concatenate_datasets(
+        [p if p.features == features else p.cast(features) for p in parts]
+    )
