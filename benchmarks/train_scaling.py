@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import train_throughput as tt
 
+from lepton_platform._memory import PeakMemory
 from lepton_platform.data import prepare
 from lepton_platform.engine.finetune import TrainConfig, Trainer
 from lepton_platform.engine.predict import predict
@@ -80,13 +81,11 @@ def interleaved(
     for r in range(rounds):
         for method in order[r % len(order) :] + order[: r % len(order)]:
             model = copy.deepcopy(initial)
-            tt.release_memory()
-            with tt.PeakRSS() as rss:
-                start_rss = rss.peak
+            with PeakMemory(interval=0.002) as rss:  # collects garbage first
                 start = time.perf_counter()
                 curve = methods[method](model)
                 seconds[method].append(time.perf_counter() - start)
-            peaks[method].append((rss.peak - start_rss) / 2**20)
+            peaks[method].append(rss.added_mb)
             curves.setdefault(method, curve)
             del model
     return {

@@ -36,16 +36,12 @@ Run (the figures of docs/benchmarks.md):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import ctypes
-import gc
 import io
 import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 import wave
 from collections.abc import Callable, Mapping
@@ -59,11 +55,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import datasets
 import numpy as np
-import psutil
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lepton_platform._memory import PeakMemory
 from lepton_platform.data import prepare
 from lepton_platform.engine._loop_utils import BatchPlan
 from lepton_platform.engine.finetune import Callback, TrainConfig, Trainer
@@ -137,39 +133,6 @@ def deterministic(model: nn.Module) -> None:
         for name in ("layerdrop", "mask_time_prob", "mask_feature_prob"):
             if config is not None and hasattr(config, name):
                 setattr(config, name, 0.0)
-
-
-# ----------------------------------------------------------------------------- memory
-
-
-class PeakRSS:
-    """Samples the resident set size every few milliseconds while a method runs."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.002)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.process.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def release_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -370,24 +333,23 @@ def bench(name: str, steps: int, batch: int, rounds: int, seq_len: int) -> dict[
     initial = TransferModel(backbone, task.build_head(backbone.feature_dim))
     deterministic(initial)
     times: dict[str, list[float]] = {m: [] for m in METHODS}
-    peaks: dict[str, list[int]] = {m: [] for m in METHODS}
+    peaks: dict[str, list[float]] = {m: [] for m in METHODS}
     curves: dict[str, list[float]] = {}
     order = list(METHODS)
     run_engine(copy.deepcopy(initial), pre, data.select(range(batch)), batch)  # probes once
     for r in range(rounds):
         for method in order[r % len(order) :] + order[: r % len(order)]:
             model = copy.deepcopy(initial)
-            release_memory()
-            with PeakRSS() as rss:
+            with PeakMemory(interval=0.002) as rss:  # collects garbage first
                 start = time.perf_counter()
                 curve = METHODS[method](model, pre, data, batch)
                 elapsed = time.perf_counter() - start
             times[method].append(elapsed)
-            peaks[method].append(rss.peak)
+            peaks[method].append(rss.peak_mb)
             curves.setdefault(method, curve)
             print(
                 f"  {name} round {r} {method:11s} {len(data) / elapsed:7.1f} ex/s "
-                f"peak {rss.peak / 2**20:7.0f} MiB",
+                f"peak {rss.peak_mb:7.0f} MiB",
                 flush=True,
             )
             del model
@@ -401,7 +363,7 @@ def bench(name: str, steps: int, batch: int, rounds: int, seq_len: int) -> dict[
         rows[method] = {
             "examples_per_s": len(data) / median,
             "speedup_vs_plain": plain / median,
-            "peak_rss_mib": max(peaks[method]) / 2**20,
+            "peak_rss_mib": max(peaks[method]),
             "peak_vs_plain": max(peaks[method]) / max(peaks["plain"]),
             "max_abs_loss_diff_vs_plain": float(diff.max()),
             "loss_first_last": [curves[method][0], curves[method][-1]],
