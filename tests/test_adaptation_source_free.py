@@ -30,10 +30,10 @@ from lepton_platform.adaptation.shot import (
 )
 from lepton_platform.artifacts import read_weights
 from lepton_platform.engine.callbacks import Callback
-from lepton_platform.engine.jobs import Engine
 from lepton_platform.errors import ConfigError, DataError
 from lepton_platform.strategies.base import TransferJob, snapshot
 from lepton_platform.strategies.finetune import FineTune
+from lepton_platform.strategies.jobs import Engine
 from lepton_platform.testing.tiny import blobs, tiny_job
 
 #: The target moves the fourth feature (noise on the source) by this much: the source model,

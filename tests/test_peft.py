@@ -239,7 +239,7 @@ def test_head_lr_and_layer_decay_set_the_rates_of_the_groups() -> None:
                 seen[group["name"]] = group.get("initial_lr", group["lr"])
 
     job = tiny_job(epochs=1, batchnorm=False)
-    from lepton_platform.engine.jobs import Engine
+    from lepton_platform.strategies.jobs import Engine
 
     job.engine = Engine([Rates()])
     lp.create_strategy(
@@ -382,7 +382,7 @@ def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(tmp_path: P
     """LoRA on the kit's MLP, killed after step 5 of 16 (a checkpoint every 2 steps), then
     resumed: the adapter is put back with the same initial weights and continues."""
     from lepton_platform.engine.callbacks import Callback
-    from lepton_platform.engine.jobs import Engine
+    from lepton_platform.strategies.jobs import Engine
 
     class Crash(Callback):
         def on_step_end(self, trainer: Any, step: int, logs: Any) -> None:

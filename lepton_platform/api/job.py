@@ -414,9 +414,9 @@ def build_job(
     from lepton_platform.adaptation._common import strip_labels
     from lepton_platform.artifacts import is_model_folder, source_head
     from lepton_platform.data import prepare
-    from lepton_platform.engine.jobs import Engine
     from lepton_platform.strategies import TransferJob
     from lepton_platform.strategies.base import snapshot
+    from lepton_platform.strategies.jobs import Engine
 
     config = resolve_train(train)
     monitor = resolve_monitor(config)

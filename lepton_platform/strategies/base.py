@@ -41,7 +41,7 @@ __all__ = ["JobEngine", "Strategy", "TransferJob", "TransferOutcome"]
 
 class JobEngine(Protocol):
     """What a job's strategy may ask of the engines (implemented by
-    :class:`lepton_platform.engine.jobs.Engine`)."""
+    :class:`lepton_platform.strategies.jobs.Engine`)."""
 
     def trainer(
         self,
@@ -101,7 +101,7 @@ class TransferJob:
             raise ConfigError(
                 "this TransferJob has no engine: build jobs with lepton_platform.api.job "
                 "(or lepton_platform.testing.tiny.tiny_job), or set job.engine = "
-                "lepton_platform.engine.jobs.Engine()"
+                "lepton_platform.strategies.jobs.Engine()"
             )
         return self.engine
 

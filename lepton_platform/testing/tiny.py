@@ -232,9 +232,9 @@ def _job(
     config: Mapping[str, Any],
 ) -> TransferJob:
     from lepton_platform.api.job import resolve_metrics, resolve_monitor
-    from lepton_platform.engine.jobs import Engine
     from lepton_platform.settings import TrainConfig
     from lepton_platform.strategies.base import snapshot
+    from lepton_platform.strategies.jobs import Engine
 
     settings: dict[str, Any] = {
         "epochs": epochs,
