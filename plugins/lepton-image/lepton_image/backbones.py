@@ -45,6 +45,8 @@ from lepton_image.preprocessing import (
     IMAGENET_STD,
     Augmentation,
     ImagePreprocessor,
+    backbone_preprocessor,
+    example_pixels,
     pixel_values,
 )
 from lepton_platform.artifacts import is_model_folder, load_backbone
@@ -257,26 +259,18 @@ class ResNetBackbone(Backbone):
         ]
 
     def preprocessor(self) -> ImagePreprocessor:
-        channels = 1 if self.in_channels == 1 else 3
-        mean = self.mean if channels == 3 else (sum(self.mean) / 3,)
-        std = self.std if channels == 3 else (sum(self.std) / 3,)
-        if self.in_channels not in (1, 3):
-            raise ConfigError(
-                f"{self.arch}: the image preprocessor makes 1- or 3-channel batches; a "
-                f"{self.in_channels}-channel backbone needs its own preprocessor"
-            )
-        return ImagePreprocessor(
+        return backbone_preprocessor(
+            self.arch,
+            self.in_channels,
+            self.mean,
+            self.std,
             image_size=self.image_size,
             resize_size=self.resize_size,
-            mean=mean,
-            std=std,
-            channels=channels,
             augmentation=self.augmentation,
             channels_last=self.channels_last,
         )
 
     def config(self) -> dict[str, Any]:
-        aug = self.augmentation
         return {
             "small_input": self.small_input,
             "in_channels": self.in_channels,
@@ -284,22 +278,13 @@ class ResNetBackbone(Backbone):
             "resize_size": self.resize_size,
             "width": self.width,
             "blocks": self.blocks,
-            "augmentation": {
-                "enabled": aug.enabled,
-                "scale": list(aug.scale),
-                "ratio": list(aug.ratio),
-                "hflip": aug.hflip,
-            },
+            "augmentation": self.augmentation.to_json(),
             "channels_last": self.channels_last,
             "zero_init_residual": self.zero_init_residual,
         }
 
     def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
-        size = self.image_size
-        pixels = torch.randn(batch_size, self.in_channels, size, size)
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return {"pixel_values": pixels}
+        return example_pixels(batch_size, self.in_channels, self.image_size, self.channels_last)
 
     # -- export (``lepton export --format hf``) ------------------------------------------------
 

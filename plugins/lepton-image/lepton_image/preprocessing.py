@@ -49,6 +49,17 @@ def pixel_values(inputs: dict[str, torch.Tensor], owner: str, channels_last: boo
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def example_pixels(
+    batch_size: int, channels: int, size: int, channels_last: bool
+) -> dict[str, torch.Tensor]:
+    """A random ``pixel_values`` batch as :class:`ImagePreprocessor` collates it, in the
+    backbone's layout (a backbone's ``example_batch``)."""
+    pixels = torch.randn(batch_size, channels, size, size)
+    if channels_last:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    return {"pixel_values": pixels}
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Training augmentation. ``enabled=False`` turns it off; ``hflip`` is the probability of
@@ -59,6 +70,16 @@ class Augmentation:
     scale: tuple[float, float] = (0.35, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as a backbone's ``config()`` records them (what :meth:`from_options`
+        reads back)."""
+        return {
+            "enabled": self.enabled,
+            "scale": list(self.scale),
+            "ratio": list(self.ratio),
+            "hflip": self.hflip,
+        }
 
     @classmethod
     def from_options(cls, options: Augmentation | Mapping[str, Any] | bool | None) -> Augmentation:
@@ -266,3 +287,23 @@ class ImagePreprocessor(Preprocessor):
         return config_fingerprint(
             {"class": type(self).__qualname__, "version": 1, **{k: config[k] for k in keys}}
         )
+
+
+def backbone_preprocessor(
+    owner: str,
+    in_channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    **options: Any,
+) -> ImagePreprocessor:
+    """The preprocessor of an image backbone with ``in_channels`` input channels: its 3-channel
+    ``mean`` and ``std`` averaged for a grey (1-channel) backbone; another channel count is a
+    :class:`ConfigError` naming ``owner``. ``options`` go to :class:`ImagePreprocessor`."""
+    if in_channels not in (1, 3):
+        raise ConfigError(
+            f"{owner}: the image preprocessor makes 1- or 3-channel batches; a "
+            f"{in_channels}-channel backbone needs its own preprocessor"
+        )
+    if in_channels == 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return ImagePreprocessor(mean=mean, std=std, channels=in_channels, **options)

@@ -45,6 +45,8 @@ from lepton_image.preprocessing import (
     IMAGENET_STD,
     Augmentation,
     ImagePreprocessor,
+    backbone_preprocessor,
+    example_pixels,
     pixel_values,
 )
 from lepton_platform.artifacts import is_model_folder, load_backbone
@@ -287,48 +289,31 @@ class TimmBackbone(Backbone):
         return groups
 
     def preprocessor(self) -> ImagePreprocessor:
-        if self.in_channels not in (1, 3):
-            raise ConfigError(
-                f"{self.model_name}: the image preprocessor makes 1- or 3-channel batches; a "
-                f"{self.in_channels}-channel backbone needs its own preprocessor"
-            )
-        grey = self.in_channels == 1
-        mean = (sum(self.mean) / len(self.mean),) if grey else self.mean
-        std = (sum(self.std) / len(self.std),) if grey else self.std
-        return ImagePreprocessor(
+        return backbone_preprocessor(
+            self.model_name,
+            self.in_channels,
+            self.mean,
+            self.std,
             image_size=self.image_size,
             resize_size=self.resize_size,
-            mean=mean,
-            std=std,
-            channels=self.in_channels,
             interpolation=self.interpolation,
             augmentation=self.augmentation,
             channels_last=self.channels_last,
         )
 
     def config(self) -> dict[str, Any]:
-        aug = self.augmentation
         return {
             "model": self.model_name,
             "in_channels": self.in_channels,
             "image_size": self.image_size,
             "resize_size": self.resize_size,
             "model_args": dict(self.model_args),
-            "augmentation": {
-                "enabled": aug.enabled,
-                "scale": list(aug.scale),
-                "ratio": list(aug.ratio),
-                "hflip": aug.hflip,
-            },
+            "augmentation": self.augmentation.to_json(),
             "channels_last": self.channels_last,
         }
 
     def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
-        size = self.image_size
-        pixels = torch.randn(batch_size, self.in_channels, size, size)
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return {"pixel_values": pixels}
+        return example_pixels(batch_size, self.in_channels, self.image_size, self.channels_last)
 
     # -- pretrained weights ------------------------------------------------------------------
 
