@@ -327,7 +327,7 @@ class _ParameterEfficient(Strategy):
                     "with a linear-probed head (WiSE-FT); set probe: true with them"
                 )
 
-    def _common(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         return {
             "groups": self.groups,
             "lr": self.lr,
@@ -549,6 +549,13 @@ class _PeftStrategy(_ParameterEfficient):
             )
         self.save_adapter = save_adapter
 
+    def config(self) -> dict[str, Any]:
+        return {
+            "target_modules": self.target_modules,
+            "save_adapter": self.save_adapter,
+            **super().config(),
+        }
+
     def targets(self, backbone: Backbone) -> list[str]:
         """The names (relative to the backbone) of the modules that get an adapter; a
         ConfigError when a pattern matches none, or nothing can be adapted."""
@@ -679,14 +686,7 @@ class LoRA(_PeftStrategy):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "alpha": self.alpha,
-            "dropout": self.dropout,
-            "target_modules": self.target_modules,
-            "save_adapter": self.save_adapter,
-            **self._common(),
-        }
+        return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout, **super().config()}
 
 
 class IA3(_PeftStrategy):
@@ -752,12 +752,7 @@ class IA3(_PeftStrategy):
         )
 
     def config(self) -> dict[str, Any]:
-        return {
-            "target_modules": self.target_modules,
-            "feedforward_modules": self.feedforward_modules,
-            "save_adapter": self.save_adapter,
-            **self._common(),
-        }
+        return {**super().config(), "feedforward_modules": self.feedforward_modules}
 
 
 class BitFit(_ParameterEfficient):
@@ -809,6 +804,3 @@ class BitFit(_ParameterEfficient):
         set_requires_grad((p for _, p in biases), True)
         set_requires_grad(model.head.parameters(), True)
         return _Attached({"trained_biases": len(biases)})
-
-    def config(self) -> dict[str, Any]:
-        return self._common()
