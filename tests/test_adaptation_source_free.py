@@ -43,8 +43,7 @@ QUIET: dict[str, Any] = {"trackers": ()}
 
 
 @pytest.fixture(autouse=True)
-def _quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
+def _quiet(lepton_cache: Path) -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 

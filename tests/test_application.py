@@ -21,9 +21,7 @@ QUIET = {"epochs": 2, "lr": 0.05, "batch_size": 16, "progress": False}
 MLP = {"num_features": 3, "hidden": [8]}
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("lepton_cache")
 
 
 def write_csv(path: Path, rows: int = 90, seed: int = 0) -> Path:

@@ -20,9 +20,7 @@ MLP = {"num_features": 3, "hidden": [16]}
 TRAIN = {"epochs": 6, "lr": 0.05, "batch_size": 16, "progress": False, "monitor": "class-mae"}
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("lepton_cache")
 
 
 def grades(path: Path, rows: int = 160, seed: int = 0, shift: float = 0.0) -> Path:

@@ -29,9 +29,8 @@ TRAIN = {"epochs": 2, "lr": 2e-3, "batch_size": 16, "progress": False}
 
 
 @pytest.fixture(autouse=True)
-def _offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline(lepton_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")

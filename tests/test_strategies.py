@@ -16,10 +16,7 @@ from lepton_platform.strategies.base import snapshot
 from lepton_platform.strategies.regularized import interpolate
 from lepton_platform.testing.tiny import blobs, tiny_job, tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("lepton_cache")
 
 
 def make_job(epochs: int = 3, batchnorm: bool = True, **config: Any) -> TransferJob:

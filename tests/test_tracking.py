@@ -17,10 +17,10 @@ MLP = {"num_features": 3, "hidden": [8]}
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEPTON_CACHE_DIR", str(tmp_path / "cache"))
+def _isolated(tmp_path: Path, lepton_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path / "cwd" if (tmp_path / "cwd").mkdir() is None else tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
 
 
 def write_csv(path: Path, rows: int = 90) -> Path:

@@ -5,6 +5,8 @@
   plugin under test with ``lepton_host.register(module, name=...)``.
 - ``lepton_fake_site``: a folder of real (fake) installed distributions on ``sys.path``, for
   testing discovery and broken plugins without mocks.
+- ``lepton_cache``: a Lepton cache of the test's own (``LEPTON_CACHE_DIR`` in ``tmp_path``), so
+  that prepared data, features and speed probes of one test never reach another.
 - Parametrises every :class:`~lepton_platform.testing.PluginConformance` subclass over the
   specs its plugin registers, one test per spec, with the spec's name as the test id; checks of
   a kind the plugin does not provide are deselected.
@@ -65,6 +67,14 @@ def lepton_fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     finally:
         site.forget_modules()
         importlib.invalidate_caches()
+
+
+@pytest.fixture
+def lepton_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``LEPTON_CACHE_DIR`` set to a folder of this test's own for the test; returns it."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("LEPTON_CACHE_DIR", str(folder))
+    return folder
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
