@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,18 @@ def test_in_memory_bytes_decode_and_truncation_is_caught(tmp_path: Path) -> None
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nowhere\.wav: no such audio file"):
         read_audio(str(tmp_path / "nowhere.wav"))
+
+
+def test_encode_wav_gives_the_same_bytes_a_second_later() -> None:
+    """No timestamp in the file (libsndfile's PEAK chunk had one): the same samples give the
+    same bytes, hence the same data fingerprint, and decode to exactly those samples."""
+    samples = np.random.default_rng(0).uniform(-1, 1, size=(700, 2)).astype(np.float32)
+    first = encode_wav(samples, 8000)
+    time.sleep(1.1)
+    assert encode_wav(samples, 8000) == first
+    assert b"PEAK" not in first
+    decoded, rate = sf.read(io.BytesIO(first), dtype="float32")
+    assert rate == 8000 and np.array_equal(decoded, samples)
 
 
 def test_encode_wav_refuses_empty_arrays() -> None:
